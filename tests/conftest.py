@@ -66,14 +66,21 @@ socket.getaddrinfo = _guarded_getaddrinfo
 
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch):
-    """Keras's downloader fails loudly in every test, whatever the network does."""
+    """Keras's downloader fails loudly in every test; a file already in the test cache is served.
+
+    Keras applications call ``get_file`` even for cached weights, so the stand-in returns the
+    cached path when a test put the file there, and raises for anything that would download.
+    """
     import keras
 
-    def refuse(fname, origin=None, *args, **kwargs):
+    def cached_only(fname=None, origin=None, *args, cache_subdir="datasets", cache_dir=None, **kwargs):
+        path = Path(cache_dir or _KERAS_HOME) / cache_subdir / str(fname)
+        if path.is_file():
+            return str(path)
         raise NetworkAccessInTest(f"a test tried to download {fname!r} from {origin!r}")
 
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
-    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", cached_only)
+    monkeypatch.setattr(keras.utils, "get_file", cached_only)
     yield
 
 

@@ -1,0 +1,98 @@
+"""Layer Explorer's extraction core: which layer, which pooling, and the features themselves.
+
+Discover, then build (the shape of torchvision's feature extraction)::
+
+    from extractor import load_backbone, feature_layers, FeatureExtractor, gather_paths
+
+    backbone = load_backbone("demo-shapes")                 # or "resnet50", weights="imagenet"
+    print([l.name for l in feature_layers(backbone.model)])
+    fx = FeatureExtractor(backbone, ["block2_pool", "block4_pool"], poolings=["avg", "gem"])
+    batch = gather_paths(["my_images/"])                    # folder-per-class gives labels
+    result = fx.extract(batch.sources, batch_size=32)
+    result.features["block4_pool/gem"]                      # (N, C) float32
+
+Nothing here imports Streamlit; TensorFlow is imported when a model is first built.
+"""
+
+from .backbones import (
+    BACKBONES,
+    Backbone,
+    BackboneSpec,
+    InvalidInputSizeError,
+    UnknownBackboneError,
+    WeightsInfo,
+    WeightsUnavailableError,
+    backbone_from_model,
+    get_spec,
+    imagenet_weights_path,
+    load_backbone,
+    preprocess_images,
+    rebuild_backbone,
+)
+from .errors import LayerExplorerError
+from .features import (
+    PRECISIONS,
+    ExtractionRequestError,
+    ExtractionResult,
+    FeatureExtractor,
+    Failure,
+    NoImagesError,
+    RawMapsTooLargeError,
+    feature_key,
+    split_key,
+)
+from .images import (
+    RESIZE_POLICIES,
+    DecodedImage,
+    InvalidImageError,
+    decode_image,
+    load_image,
+    resize_image,
+)
+from .layers import LayerInfo, UnknownLayerError, feature_layers, find_layer, representative_layers
+from .pooling import GLOBAL_POOLINGS, POOLINGS, pool_numpy
+from .sources import ImageSource, SourceBatch, gather_paths, gather_uploads
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneSpec",
+    "DecodedImage",
+    "ExtractionRequestError",
+    "ExtractionResult",
+    "Failure",
+    "FeatureExtractor",
+    "GLOBAL_POOLINGS",
+    "ImageSource",
+    "InvalidImageError",
+    "InvalidInputSizeError",
+    "LayerExplorerError",
+    "LayerInfo",
+    "NoImagesError",
+    "POOLINGS",
+    "PRECISIONS",
+    "RESIZE_POLICIES",
+    "RawMapsTooLargeError",
+    "SourceBatch",
+    "UnknownBackboneError",
+    "UnknownLayerError",
+    "WeightsInfo",
+    "WeightsUnavailableError",
+    "backbone_from_model",
+    "decode_image",
+    "feature_key",
+    "feature_layers",
+    "find_layer",
+    "gather_paths",
+    "gather_uploads",
+    "get_spec",
+    "imagenet_weights_path",
+    "load_backbone",
+    "load_image",
+    "pool_numpy",
+    "preprocess_images",
+    "rebuild_backbone",
+    "representative_layers",
+    "resize_image",
+    "split_key",
+]

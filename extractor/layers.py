@@ -1,0 +1,246 @@
+"""Which layers of a model produce feature maps, and what they look like.
+
+:func:`feature_layers` is the discovery half of the core (the build half is
+:class:`extractor.features.FeatureExtractor`): every layer whose output is a rank-4 map, in
+depth order, with its shape, kind, block and stride. Layers of a backbone nested inside a
+transfer-learning model get a qualified name, ``"outer_layer/inner_layer"``.
+
+Example:
+    >>> layers = feature_layers(load_backbone("vgg16", weights="none").model)
+    >>> layers[0].name, layers[0].shape, layers[0].kind, layers[0].block
+    ('block1_conv1', (224, 224, 64), 'conv', 'block1')
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from .errors import LayerExplorerError
+
+__all__ = [
+    "LayerInfo",
+    "UnknownLayerError",
+    "feature_layers",
+    "find_layer",
+    "representative_layers",
+    "layer_output",
+]
+
+SEPARATOR = "/"
+
+
+class UnknownLayerError(LayerExplorerError):
+    """A requested layer name is not a feature-map layer of the model."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One feature-map layer. ``shape`` is (H, W, C); H and W are None for native-size models."""
+
+    name: str
+    shape: tuple[int | None, int | None, int]
+    kind: str
+    block: str
+    stride: int | None
+    depth: int
+    class_name: str
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+_KINDS = {
+    "Conv2D": "conv", "DepthwiseConv2D": "conv", "SeparableConv2D": "conv", "Conv2DTranspose": "conv",
+    "MaxPooling2D": "pool", "AveragePooling2D": "pool", "ZeroPadding2D": "padding", "Cropping2D": "padding",
+    "Activation": "activation", "ReLU": "activation", "LeakyReLU": "activation", "PReLU": "activation", "ELU": "activation",
+    "Add": "add", "Multiply": "multiply", "Concatenate": "concat", "Subtract": "add",
+    "BatchNormalization": "norm", "LayerNormalization": "norm", "GroupNormalization": "norm",
+    "Rescaling": "preprocess", "Normalization": "preprocess", "Resizing": "preprocess",
+    "Dropout": "dropout", "SpatialDropout2D": "dropout", "InputLayer": "input", "UpSampling2D": "upsample",
+}
+
+# Block names as the Keras applications spell them, most specific first.
+_BLOCK_PATTERNS = [
+    re.compile(r"(conv\d+_block\d+)_"),          # ResNet, DenseNet: conv3_block2_1_conv
+    re.compile(r"(stage_\d+_block_\d+)_"),       # ConvNeXt: convnext_tiny_stage_1_block_0_...
+    re.compile(r"^(block_?\d+[a-z]?)_"),         # VGG/Xception block1_, EfficientNet block2a_, MobileNetV2 block_3_
+    re.compile(r"^(expanded_conv(?:_\d+)?)_"),   # MobileNetV2 first block, MobileNetV3
+    re.compile(r"^(pool\d+)_"),                  # DenseNet transitions
+    re.compile(r"^(conv\d+)_"),                  # ResNet stem conv1_
+    re.compile(r"(downsampling_block_\d+)"),     # ConvNeXt
+]
+_CLOSER = re.compile(r"^mixed\d+$")             # Inception: 'mixedN' ends a block
+
+
+def _kind(layer) -> str:
+    cls = type(layer).__name__
+    if _is_model(layer):
+        return "model"
+    return _KINDS.get(cls, cls.lower())
+
+
+def _is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def _ensure_built(model, input_size=None):
+    """A Sequential model that was never called has no graph yet: build it at a size."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        try:
+            model.inputs
+            return
+        except (AttributeError, ValueError):
+            pass
+        h, w = input_size or (224, 224)
+        model.build((None, h, w, 3))
+
+
+def _walk(model, prefix: str = ""):
+    """Yield (qualified name, layer) for every layer, descending into nested models."""
+    for layer in model.layers:
+        qualified = prefix + layer.name
+        if _is_model(layer):
+            _ensure_built(layer)
+            yield from _walk(layer, qualified + SEPARATOR)
+        yield qualified, layer
+
+
+def _output_shape(layer):
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        try:
+            shape = layer.compute_output_shape(layer.input.shape)
+        except Exception:
+            return None
+    if isinstance(shape, list):  # a layer with several outputs is not a feature map
+        return None
+    return tuple(shape)
+
+
+def _assign_blocks(names: list[str]) -> list[str]:
+    short = [n.rsplit(SEPARATOR, 1)[-1] for n in names]
+    if any(_CLOSER.match(n) for n in short):
+        # Inception-style: everything up to and including 'mixedN' belongs to block 'mixedN'.
+        blocks, pending = [], []
+        for n in short:
+            pending.append(n)
+            if _CLOSER.match(n):
+                blocks.extend([n] * len(pending))
+                pending = []
+        return blocks + ["top"] * len(pending)
+    matched = []
+    for n in short:
+        block = None
+        for pattern in _BLOCK_PATTERNS:
+            m = pattern.search(n)
+            if m:
+                block = m.group(1)
+                break
+        matched.append(block)
+    seen = [i for i, b in enumerate(matched) if b is not None]
+    if not seen:
+        return ["all"] * len(names)
+    first, last = seen[0], seen[-1]
+    blocks, current = [], None
+    for i, b in enumerate(matched):
+        if b is not None:
+            current = b
+            blocks.append(b)
+        elif i < first:
+            blocks.append("stem")
+        elif i > last:
+            blocks.append("top")
+        else:
+            blocks.append(current)
+    return blocks
+
+
+def feature_layers(model, input_size: tuple[int, int] | None = None) -> list[LayerInfo]:
+    """Every layer whose output is a rank-4 feature map, in depth order.
+
+    ``input_size`` is only used to build a Sequential model that was never called.
+    The stride is the input height divided by the map's height (None for native-size models).
+    """
+    _ensure_built(model, input_size)
+    input_h = model.inputs[0].shape[1]
+    rows = []
+    for qualified, layer in _walk(model):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        shape = _output_shape(layer)
+        if shape is None or len(shape) != 4:
+            continue
+        rows.append((qualified, layer, shape))
+    blocks = _assign_blocks([q for q, _, _ in rows])
+    out = []
+    for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks)):
+        h, w, c = shape[1], shape[2], shape[3]
+        stride = int(round(input_h / h)) if input_h and h else None
+        out.append(LayerInfo(qualified, (h, w, int(c)), _kind(layer), block, stride, depth, type(layer).__name__))
+    return out
+
+
+def find_layer(layers: Sequence[LayerInfo], name: str, model_name: str = "the model") -> LayerInfo:
+    """The layer called ``name``, or an :class:`UnknownLayerError` naming the closest names."""
+    for info in layers:
+        if info.name == name:
+            return info
+    names = [info.name for info in layers]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+    hint = f" Closest names: {', '.join(close)}." if close else ""
+    raise UnknownLayerError(
+        f"No feature-map layer {name!r} in {model_name}.{hint} "
+        "`python -m extractor layers BACKBONE` lists them all."
+    )
+
+
+def representative_layers(layers: Sequence[LayerInfo], level: str = "block") -> list[LayerInfo]:
+    """One layer per block (``level="block"``) or per resolution (``level="stride"``).
+
+    A block is represented by its last layer, its output: the representation the next block
+    builds on. Per resolution, the last block output at that stride is chosen. Preprocessing,
+    padding and dropout layers are never chosen.
+    """
+    if level not in ("block", "stride"):
+        raise ValueError(f"level must be 'block' or 'stride', not {level!r}")
+    chosen: dict[object, LayerInfo] = {}
+    for info in layers:
+        if info.kind not in ("preprocess", "padding", "dropout", "input"):
+            chosen[info.block] = info  # later layers overwrite: the block's output
+    blocks = sorted(chosen.values(), key=lambda l: l.depth)
+    if level == "block":
+        return blocks
+    by_stride: dict[object, LayerInfo] = {}
+    for info in blocks:
+        by_stride[info.stride if info.stride is not None else info.block] = info
+    return sorted(by_stride.values(), key=lambda l: l.depth)
+
+
+def layer_output(model, qualified_name: str):
+    """The symbolic tensor, in ``model``'s own graph, of a (possibly nested) layer's output.
+
+    For ``"backbone/block3_conv1"`` the nested model is cut at ``block3_conv1`` and the cut is
+    called on the tensor that fed the nested model in the outer graph, so the result is one
+    graph from the outer input: weights are shared, nothing is copied.
+    """
+    import keras
+
+    head, _, rest = qualified_name.partition(SEPARATOR)
+    layer = model.get_layer(head)
+    if not rest:
+        return layer.output
+    _ensure_built(layer)
+    inner = layer_output(layer, rest)
+    cut = keras.Model(layer.inputs, inner, name=f"{layer.name}_cut_{rest.replace(SEPARATOR, '_')}")
+    feeding = layer._inbound_nodes[0].input_tensors
+    return cut(feeding[0] if len(feeding) == 1 else feeding)
