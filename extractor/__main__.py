@@ -194,7 +194,7 @@ def _gather(paths):
 
     batch = gather_paths(paths)
     for problem in batch.problems:
-        print(f"skipped {problem.name}: {problem.message}", file=sys.stderr)
+        print(f"skipped {problem.message}", file=sys.stderr)  # the message starts with the file's name
     for note in batch.notes:
         print(f"note: {note}", file=sys.stderr)
     return batch

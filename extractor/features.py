@@ -388,8 +388,11 @@ class FeatureExtractor:
             return index, name, label, decoded.pixels, None, notes
         except LayerExplorerError as exc:
             message = str(exc)
-            prefix = f"{name}: "
-            return index, name, label, None, message[len(prefix):] if message.startswith(prefix) else message, notes
+            for prefix in (f"{name}: ", f"{img.sanitize_name(name)}: "):  # the decoder names the file itself
+                if message.startswith(prefix):
+                    message = message[len(prefix):]
+                    break
+            return index, name, label, None, message, notes
 
 
 def _check_array(array: np.ndarray, name: str) -> np.ndarray:
