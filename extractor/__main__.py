@@ -341,8 +341,8 @@ def cmd_train(args) -> int:
         raise UsageError(f"{PROG} train: --out must end with .keras; got {args.out!r}")
     result = training.train_from_folder(args.dir, args.out, input_size=(args.input_size, args.input_size),
                                         epochs=args.epochs, seed=args.seed, progress=_epoch_progress())
-    for name, message in getattr(result, "skipped", []) or []:
-        print(f"skipped {name}: {message}", file=sys.stderr)
+    for _name, message in result.skipped:
+        print(f"skipped {message}", file=sys.stderr)  # the message starts with the file's name
     print(f"held-out accuracy {result.heldout_accuracy:.3f} on {len(result.classes)} classes; wrote {args.out}. "
           f"Use it as a backbone: {PROG} layers {args.out}")
     return EXIT_OK

@@ -1,0 +1,135 @@
+"""Which layer, which pooling: score every block-level layer × pooling on a labelled set.
+
+One forward pass per batch returns every layer and every pooling at once
+(:class:`~extractor.features.FeatureExtractor`); the scores come from
+:mod:`extractor.scoring`. Extraction time per layer is measured separately, on a small probe
+batch through the network cut at that layer, because in the shared pass the layers' costs
+cannot be told apart.
+
+Example:
+    >>> report = run_sweep(load_backbone("demo-shapes"), batch.sources, poolings="avg,max")
+    >>> print(report.recommendation_text())
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .backbones import Backbone
+from .features import ExtractionResult, FeatureExtractor, Failure
+from .layers import feature_layers, representative_layers
+from .pooling import check_poolings
+from .scoring import Recommendation, recommend, score_configs
+
+__all__ = ["SweepReport", "run_sweep", "layer_costs", "sweep_layers"]
+
+_PROBE_IMAGES = 8
+
+
+@dataclass
+class SweepReport:
+    """The scored table (one row per layer × pooling), the recommendation, and what was skipped."""
+
+    table: pd.DataFrame
+    recommendation: Recommendation | None
+    failures: list[Failure] = field(default_factory=list)
+    n_images: int = 0
+    seconds: float = 0.0
+    label_problem: str | None = None
+
+    def table_text(self) -> str:
+        cols = [c for c in ("layer", "pooling", "dim", "knn_acc", "linear_acc", "silhouette", "ms_per_image")
+                if c in self.table.columns]
+        return self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def recommendation_text(self) -> str:
+        if self.recommendation is None:
+            why = self.label_problem or "the images have no labels"
+            return (f"No recommendation: {why}. Put the images in one folder per class "
+                    "(or pick a labelled demo set) to score layers by accuracy.")
+        r = self.recommendation
+        return f"Recommended: {r.layer} with {r.pooling} pooling. {r.reason}"
+
+
+def sweep_layers(backbone: Backbone) -> list[str]:
+    """The block-level layers a sweep scores: one output per block, in depth order."""
+    return [info.name for info in representative_layers(feature_layers(backbone.model), "block")]
+
+
+def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray, repeats: int = 2) -> dict[str, float]:
+    """Milliseconds per image to extract each layer alone (network cut there), on a probe batch."""
+    costs = {}
+    for layer in layers:
+        fx = FeatureExtractor(backbone, [layer], ["avg"])
+        fx.run_batch(images)  # trace and warm
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fx.run_batch(images)
+            best = min(best, time.perf_counter() - start)
+        costs[layer] = 1000.0 * best / len(images)
+    return costs
+
+
+def run_sweep(
+    backbone: Backbone,
+    inputs,
+    *,
+    layers: Sequence[str] | None = None,
+    poolings: Sequence[str] | str = ("avg", "max", "gem", "avgmax"),
+    batch_size: int = 32,
+    resize: str = "stretch",
+    precision: str = "float32",
+    labels: Sequence[str | None] | None = None,
+    k: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+    measure_cost: bool = True,
+    progress: Callable[[int, int | None], None] | None = None,
+    extraction: ExtractionResult | None = None,
+) -> SweepReport:
+    """Extract every layer × pooling in one pass, score each, and recommend.
+
+    ``labels`` overrides the labels carried by the inputs (folder names, demo classes).
+    A precomputed ``extraction`` (from the same layers and poolings) skips the forward pass.
+    """
+    start = time.perf_counter()
+    layers = list(layers) if layers else sweep_layers(backbone)
+    poolings = check_poolings(poolings)
+    if extraction is None:
+        fx = FeatureExtractor(backbone, layers, poolings, resize=resize, precision=precision)
+        extraction = fx.extract(inputs, batch_size=batch_size, progress=progress)
+    row_labels = list(labels) if labels is not None else extraction.labels
+    usable = None if not any(l is not None for l in row_labels) else ["" if l is None else str(l) for l in row_labels]
+
+    table_layers = {info.name: info for info in feature_layers(backbone.model)}
+    seconds = None
+    if measure_cost:
+        size = backbone.input_size or backbone.spec.input_size
+        probe = np.random.default_rng(seed).integers(0, 256, (_PROBE_IMAGES, *size, 3), dtype=np.uint8)
+        costs = layer_costs(backbone, layers, probe)
+        seconds = {key: costs[key.rsplit("/", 1)[0]] / 1000.0 for key in extraction.features}
+    table = score_configs(
+        extraction.features,
+        usable,
+        layer_depth={name: table_layers[name].depth for name in layers},
+        seconds=seconds,
+        k=k,
+        folds=folds,
+        seed=seed,
+    )
+    if "seconds" in table.columns:
+        table["ms_per_image"] = table["seconds"] * 1000.0
+    return SweepReport(
+        table=table,
+        recommendation=recommend(table),
+        failures=list(extraction.failures),
+        n_images=len(extraction.names),
+        seconds=time.perf_counter() - start,
+        label_problem=table.attrs.get("label_problem"),
+    )
