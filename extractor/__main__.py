@@ -378,10 +378,38 @@ COMMANDS = {
 }
 
 
+def _quiet_tensorflow_start() -> None:
+    """Import TensorFlow and start its devices with stderr muted.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA probes) ignore TF_CPP_MIN_LOG_LEVEL in this
+    version; on stderr they would bury the lines this tool prints there (skipped files,
+    errors). Python-level errors still surface: they are raised after stderr is restored.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()
+            tf.get_logger().setLevel("ERROR")  # the sweep's per-layer timing traces many small graphs on purpose
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command not in ("backbones", "inspect-model") and not (args.command == "demo" and args.demo_command == "export"):
+            _quiet_tensorflow_start()
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # e.g. `... layers resnet50 | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
