@@ -52,8 +52,7 @@ class SweepReport:
             why = self.label_problem or "the images have no labels"
             return (f"No recommendation: {why}. Put the images in one folder per class "
                     "(or pick a labelled demo set) to score layers by accuracy.")
-        r = self.recommendation
-        return f"Recommended: {r.layer} with {r.pooling} pooling. {r.reason}"
+        return f"Recommendation: {self.recommendation.reason}"
 
 
 def sweep_layers(backbone: Backbone) -> list[str]:
