@@ -196,7 +196,7 @@ def features_to_csv(features, names, labels=None, *, max_cells: int = CSV_MAX_CE
             f"over the {max_cells / 1e6:.1f} M limit for CSV (tens of MB of text no spreadsheet opens well). "
             "Download .npz or .parquet instead (exact and smaller), or export fewer layers/poolings."
         )
-    table = features_to_table(feats, names, labels, wide=True)
+    table = features_to_table(feats, _csv_safe(names), _csv_safe(labels), wide=True)
     # %.9g is the shortest format that always reads back to the same float32.
     return table.to_csv(index=False, float_format="%.9g", lineterminator="\n").encode("utf-8")
 
@@ -272,6 +272,17 @@ def _read_parquet(data: bytes):
 # --------------------------------------------------------------------------- 2-D maps
 
 
+def _csv_safe(texts):
+    """Defuse spreadsheet formulas: a file name like ``=HYPERLINK(...)`` is user-controlled text.
+
+    Cells starting with ``= + - @`` (or a tab / carriage return) get a leading apostrophe, the
+    usual OWASP guard; spreadsheets then show the text instead of evaluating it.
+    """
+    if texts is None:
+        return None
+    return [("'" + t) if isinstance(t, str) and t[:1] in ("=", "+", "-", "@", "\t", "\r") else t for t in texts]
+
+
 def coords_to_csv(coords: Mapping[str, np.ndarray], names, labels=None) -> bytes:
     """CSV of 2-D maps: ``path,label,<key>_x,<key>_y`` per map (e.g. ``"block4/avg pca_x"``).
 
@@ -285,9 +296,9 @@ def coords_to_csv(coords: Mapping[str, np.ndarray], names, labels=None) -> bytes
         if np.ndim(arr) != 2 or np.shape(arr)[1] != 2:
             raise ExportError(f"Map {key!r} has shape {np.shape(arr)}; expected (images, 2).")
     _, names, labels = _validate(coords, names, labels)
-    columns: dict[str, object] = {"path": names}
+    columns: dict[str, object] = {"path": _csv_safe(names)}
     if labels is not None:
-        columns["label"] = labels
+        columns["label"] = _csv_safe(labels)
     for key, arr in coords.items():
         arr = np.asarray(arr, dtype=np.float32)
         columns[f"{key}_x"] = arr[:, 0]

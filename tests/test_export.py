@@ -315,3 +315,16 @@ def test_reproduce_script_runs_against_the_documented_api(tmp_path, monkeypatch)
     with np.load(tmp_path / "features.npz") as npz:
         assert npz["paths"].tolist() == ["a.jpg", "b.jpg"] and npz["block3_conv3/avg"].shape == (2, 4)
     assert namespace["main"]([]) == 2  # no arguments: usage
+
+
+def test_csv_cells_that_look_like_formulas_are_defused():
+    import numpy as np
+
+    from extractor.export import coords_to_csv, features_to_csv
+
+    names = ["=HYPERLINK(\"http://x\")", "+1.png", "ok.png"]
+    text = features_to_csv({"b/avg": np.ones((3, 2), np.float32)}, names, ["@cat", "dog", "-x"]).decode()
+    assert "'=HYPERLINK" in text and "'+1.png" in text and "'@cat" in text and "'-x" in text
+    assert "\nok.png," in text
+    coords = coords_to_csv({"pca": np.zeros((3, 2), np.float32)}, names).decode()
+    assert "'=HYPERLINK" in coords
