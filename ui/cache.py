@@ -1,0 +1,362 @@
+"""Every cache of the app, and the one lock around inference.
+
+Two kinds of cache, as STYLE.md §7 says:
+
+* ``st.cache_resource`` for networks and compiled extractors, keyed by plain values (backbone
+  name, weights request, input size, layer tuple, pooling tuple, precision, resize policy).
+  Nothing is keyed by a model object, and what they return is never mutated.
+* ``st.cache_data`` (bounded by ``max_entries`` and ``max_size``) for decoded thumbnails, raw
+  maps of one image, and pooled features. These are keyed by **content digests** (SHA-256 of
+  the bytes, or of the pixels for demo arrays); the items themselves travel in an underscore
+  argument that Streamlit does not hash, which is sound because the digests determine them.
+  Cached values never hold a file *name* or label: those stay in the session (ui.state), so a
+  user with the same bytes learns nothing about another user's files.
+
+Inference (building, warming, running a network) goes through :data:`_INFERENCE`, a
+``BoundedSemaphore(2)``: with many users, at most two forward passes compete for the CPU.
+
+Example (inside a Streamlit script):
+    >>> fx = get_extractor("demo-shapes", "pretrained", (64, 64), ("block2_pool",), ("avg",))
+    >>> feats = pooled_features(["block2_pool"], ["avg"])      # the current image set
+    >>> feats.features["block2_pool/avg"].shape
+    (70, 32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import streamlit as st
+
+from extractor import (
+    Backbone,
+    FeatureExtractor,
+    LayerInfo,
+    decode_image,
+    feature_key,
+    feature_layers,
+    load_backbone,
+    load_image,
+    resize_image,
+)
+from extractor.errors import LayerExplorerError
+
+if TYPE_CHECKING:
+    from .state import BackboneConfig, ImageSet
+
+__all__ = [
+    "THUMBNAIL_SIZE",
+    "DemoImages",
+    "Decoded",
+    "RawMaps",
+    "PooledFeatures",
+    "inference_slot",
+    "array_digest",
+    "load_backbone_cached",
+    "get_extractor",
+    "demo_images",
+    "decode_thumbnails",
+    "network_view",
+    "raw_maps",
+    "pooled_features",
+]
+
+logger = logging.getLogger("layer_explorer.ui")
+
+THUMBNAIL_SIZE = 96
+_CHUNK = 64  # images per cached pooled-features entry: progress steps, and reuse when a set grows
+
+# The one piece of module-level state besides the caches: bounded concurrency for inference.
+_INFERENCE = threading.BoundedSemaphore(2)
+
+
+@contextmanager
+def inference_slot():
+    """Hold one of the two inference slots while building or running a network."""
+    with _INFERENCE:
+        yield
+
+
+def array_digest(pixels: np.ndarray) -> str:
+    """Content digest of an image array (shape, dtype and pixels): the cache key of demo images."""
+    arr = np.ascontiguousarray(pixels)
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}|".encode())
+    h.update(arr.tobytes())
+    return "px-" + h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# networks
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the network…")
+def load_backbone_cached(name: str, weights: str, input_size: tuple[int, int]) -> tuple[Backbone, tuple[LayerInfo, ...]]:
+    """The backbone and its feature-map layer table, built once per (name, weights, size)."""
+    with inference_slot():
+        backbone = load_backbone(name, weights=weights, input_size=tuple(input_size))
+        table = tuple(feature_layers(backbone.model))
+    return backbone, table
+
+
+@st.cache_resource(max_entries=12, show_spinner="Preparing the feature extractor…")
+def get_extractor(
+    name: str,
+    weights: str,
+    input_size: tuple[int, int],
+    layers: tuple[str, ...],
+    poolings: tuple[str, ...] = ("avg",),
+    precision: str = "float32",
+    resize: str = "stretch",
+) -> FeatureExtractor:
+    """A compiled, warmed :class:`FeatureExtractor`; one per distinct set of plain arguments.
+
+    Shared by every session: call ``extract``/``run_batch`` on it, never change its attributes.
+    """
+    backbone, _ = load_backbone_cached(name, weights, tuple(input_size))
+    with inference_slot():
+        fx = FeatureExtractor(backbone, list(layers), list(poolings), precision=precision, resize=resize)
+        fx.warm()
+    return fx
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+@dataclass(frozen=True)
+class DemoImages:
+    images: list[np.ndarray]
+    labels: list[str | None]
+    names: list[str]
+    digests: list[str]
+
+
+@st.cache_data(max_entries=8, max_size="128MB", show_spinner="Drawing the demo images…")
+def demo_images(name: str, per_class: int) -> DemoImages:
+    """A built-in demo set with the digest of every image. Photos keep their native size."""
+    from extractor.demo import load_demo_set, load_photos
+
+    ds = load_photos(size=None) if name == "photos" else load_demo_set(name, per_class=per_class, size=64)
+    labels = list(ds.labels) if ds.labels else [None] * len(ds.images)
+    return DemoImages(list(ds.images), labels, list(ds.names), [array_digest(im) for im in ds.images])
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A thumbnail, or why the image cannot be used (the message carries no file name)."""
+
+    thumbnail: np.ndarray | None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _thumbnail(item, size: int) -> Decoded:
+    from PIL import Image
+
+    if isinstance(item, np.ndarray):
+        pixels, notes = item, ()
+    else:
+        try:
+            # "image" stands in for the name: the cached value must not carry one.
+            decoded = decode_image(item.data, "image", draft_size=(size, size))
+        except LayerExplorerError as exc:
+            message = str(exc)
+            return Decoded(None, message.removeprefix("image: "))
+        pixels, notes = decoded.pixels, decoded.notes
+    im = Image.fromarray(np.ascontiguousarray(pixels))
+    im.thumbnail((size, size), Image.Resampling.BILINEAR)
+    return Decoded(np.asarray(im).copy(), None, tuple(notes))
+
+
+@st.cache_data(max_entries=16, max_size="256MB", show_spinner=False)
+def decode_thumbnails(digests: tuple[str, ...], _items: Sequence, size: int = THUMBNAIL_SIZE) -> list[Decoded]:
+    """Decode every image once (this is where broken files are found) and keep a thumbnail.
+
+    Keyed by the digests; ``_items`` are the matching ``ImageSource`` objects or arrays.
+    """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="thumbs") as pool:  # Pillow releases the GIL
+        return list(pool.map(lambda item: _thumbnail(item, size), _items))
+
+
+def network_view(item, input_size: tuple[int, int], resize: str) -> np.ndarray:
+    """The exact (H, W, 3) uint8 pixels the network gets for one item (decode + resize policy)."""
+    if isinstance(item, np.ndarray):
+        return resize_image(item, tuple(input_size), resize)
+    return load_image(item.data, "image", tuple(input_size), resize).pixels
+
+
+# --------------------------------------------------------------------------------------------
+# activations
+
+
+@dataclass(frozen=True)
+class RawMaps:
+    """Full (H, W, C) maps of several layers for ONE image, and the pixels that produced them."""
+
+    view: np.ndarray  # (h, w, 3) uint8, after the resize policy
+    maps: dict[str, np.ndarray]  # layer name -> (H, W, C) float32
+
+
+@st.cache_data(max_entries=12, max_size="384MB", show_spinner=False)
+def raw_maps(
+    name: str,
+    weights: str,
+    input_size: tuple[int, int],
+    precision: str,
+    resize: str,
+    layers: tuple[str, ...],
+    digest: str,
+    _item,
+) -> RawMaps:
+    """One forward pass of one image through an extractor with pooling ``none`` for ``layers``."""
+    fx = get_extractor(name, weights, tuple(input_size), tuple(layers), ("none",), precision, resize)
+    view = network_view(_item, tuple(input_size), resize)
+    with inference_slot():
+        out = fx.run_batch(view[None])
+    maps = {layer: np.asarray(out[feature_key(layer, "none")][0], np.float32) for layer in fx.layers}
+    return RawMaps(np.asarray(view), maps)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    features: dict[str, np.ndarray]  # key -> (n_ok, C)
+    ok: list[int]  # positions (within the chunk) of the rows
+    failures: list[tuple[int, str]]
+    notes: list[tuple[int, str]]
+
+
+@st.cache_data(max_entries=256, max_size="512MB", show_spinner=False)
+def _pooled_chunk(
+    name: str,
+    weights: str,
+    input_size: tuple[int, int],
+    precision: str,
+    resize: str,
+    layers: tuple[str, ...],
+    poolings: tuple[str, ...],
+    digests: tuple[str, ...],
+    _items: Sequence,
+    batch_size: int = 32,
+) -> _Chunk:
+    fx = get_extractor(name, weights, tuple(input_size), tuple(layers), tuple(poolings), precision, resize)
+    # Anonymous names: the cached value is shared by everyone with the same bytes.
+    inputs, position = [], {}
+    for j, item in enumerate(_items):
+        if isinstance(item, np.ndarray):
+            inputs.append(item)
+            position[f"image_{j}"] = j  # the extractor's own name for an array input
+        else:
+            inputs.append((f"item{j}", item.data))
+            position[f"item{j}"] = j
+    with inference_slot():
+        try:
+            result = fx.extract(inputs, batch_size=batch_size)
+        except LayerExplorerError as exc:
+            failures = getattr(exc, "failures", None)
+            if failures is None:
+                raise
+            return _Chunk({}, [], [(position.get(f.name, -1), f.message) for f in failures], [])
+    notes = []
+    for note in result.notes:
+        who, _, text = note.partition(": ")
+        notes.append((position.get(who, -1), text))
+    return _Chunk(
+        dict(result.features),
+        list(result.indices),
+        [(position.get(f.name, -1), f.message) for f in result.failures],
+        notes,
+    )
+
+
+@dataclass
+class PooledFeatures:
+    """Pooled vectors for the images of an :class:`~ui.state.ImageSet` that went through.
+
+    ``features[key]`` has one row per entry of ``names``/``labels``/``digests``;
+    ``indices[i]`` is that row's position in the image set.
+    """
+
+    features: dict[str, np.ndarray]
+    names: list[str]
+    labels: list[str | None]
+    digests: list[str]
+    indices: list[int]
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_labels(self) -> bool:
+        return any(label is not None for label in self.labels)
+
+
+def pooled_features(
+    layers: Sequence[str],
+    poolings: Sequence[str] = ("avg",),
+    *,
+    images: "ImageSet | None" = None,
+    config: "BackboneConfig | None" = None,
+    batch_size: int = 32,
+    show_progress: bool = True,
+) -> PooledFeatures:
+    """Pooled features of ``layers`` × ``poolings`` for every image of the current set.
+
+    Defaults to :func:`ui.state.current_images` and :func:`ui.state.current_config` (both stop
+    the page with a message when there is nothing usable). Computed in cached chunks of 64
+    images, with a progress bar while anything is computed. Raises ``LayerExplorerError``
+    subclasses (e.g. ``RawMapsTooLargeError`` for ``none``/``flatten`` on many images).
+    """
+    from . import state
+
+    images = images if images is not None else state.current_images()
+    config = config if config is not None else state.current_config()
+    layers_t, poolings_t = tuple(layers), tuple(poolings)
+    n = len(images)
+    starts = list(range(0, n, _CHUNK))
+    bar = st.progress(0.0, text=f"Extracting features of {n} images…") if show_progress and len(starts) > 1 else None
+    chunks: list[_Chunk] = []
+    try:
+        for k, start in enumerate(starts):
+            stop = min(n, start + _CHUNK)
+            chunks.append(
+                _pooled_chunk(
+                    config.name, config.weights, config.input_size, config.precision, config.resize,
+                    layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop], batch_size,
+                )
+            )
+            if bar is not None:
+                bar.progress(stop / n, text=f"Extracting features: {stop} of {n} images")
+    finally:
+        if bar is not None:
+            bar.empty()
+
+    keys = [feature_key(l, p) for l in layers_t for p in poolings_t]
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    out = PooledFeatures({}, [], [], [], [])
+    for start, chunk in zip(starts, chunks):
+        for key in keys:
+            if chunk.ok:
+                parts[key].append(chunk.features[key])
+        for j in chunk.ok:
+            i = start + j
+            out.indices.append(i)
+            out.names.append(images.names[i])
+            out.labels.append(images.labels[i])
+            out.digests.append(images.digests[i])
+        for j, message in chunk.failures:
+            out.failures.append((images.names[start + j] if j >= 0 else "an image", message))
+        for j, note in chunk.notes:
+            out.notes.append(f"{images.names[start + j]}: {note}" if j >= 0 else note)
+    if not out.indices:
+        from extractor import NoImagesError
+
+        reasons = "; ".join(f"{name}: {why}" for name, why in out.failures[:3]) or "the image set is empty"
+        raise NoImagesError(f"No image could be processed ({reasons}).")
+    out.features = {key: np.concatenate(parts[key]) for key in keys}
+    return out

@@ -1,0 +1,117 @@
+"""The plain Keras code that does what the page shows, for the user to copy.
+
+The snippet is what a student should write without this app: the backbone built with
+``include_top=False``, its own ``preprocess_input`` applied to a copy, one ``keras.Model`` cut
+at the chosen layer, ONE batched ``predict`` for all images, and pooling over the spatial axes
+``(1, 2)`` only (the seed article's ``axis=(1, 2, 3)`` left one number per image).
+
+Example:
+    >>> code = keras_snippet("vgg16", "block3_pool", (224, 224), weights="pretrained")
+    >>> compile(code, "<snippet>", "exec") is not None, ".mean(axis=(1, 2))" in code
+    (True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = ["KERAS_APPLICATIONS", "keras_snippet"]
+
+# registry name -> (keras.applications submodule, constructor)
+KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
+    "vgg16": ("vgg16", "VGG16"),
+    "vgg19": ("vgg19", "VGG19"),
+    "resnet50": ("resnet50", "ResNet50"),
+    "resnet50v2": ("resnet_v2", "ResNet50V2"),
+    "mobilenetv2": ("mobilenet_v2", "MobileNetV2"),
+    "mobilenetv3small": ("mobilenet_v3", "MobileNetV3Small"),
+    "mobilenetv3large": ("mobilenet_v3", "MobileNetV3Large"),
+    "efficientnetb0": ("efficientnet", "EfficientNetB0"),
+    "densenet121": ("densenet", "DenseNet121"),
+    "inceptionv3": ("inception_v3", "InceptionV3"),
+    "xception": ("xception", "Xception"),
+    "convnexttiny": ("convnext", "ConvNeXtTiny"),
+}
+
+_LOAD_IMAGE = {
+    "stretch": 'keras.utils.load_img(p, target_size=({h}, {w}), interpolation="bilinear")',
+    "center-crop": 'keras.utils.load_img(p, target_size=({h}, {w}), interpolation="bilinear", keep_aspect_ratio=True)',
+    # Keras has no letterbox option: stretch here, or pad with PIL.ImageOps.pad(img, ({w}, {h})) first.
+    "pad": 'keras.utils.load_img(p, target_size=({h}, {w}), interpolation="bilinear")',
+}
+
+
+def keras_snippet(
+    backbone: str,
+    layer: str,
+    input_size: tuple[int, int],
+    *,
+    weights: str = "pretrained",
+    resize: str = "stretch",
+    precision: str = "float32",
+    pooling: str = "avg",
+) -> str:
+    """Runnable Keras code for the current selection: maps of ``layer`` and pooled vectors.
+
+    ``weights`` is the app's request: ``"pretrained"``, ``"none"`` (random) or a file path (only
+    its name is written). ``pooling`` is ``"avg"`` or ``"max"``.
+    """
+    h, w = (int(v) for v in input_size)
+    reduce = "max" if pooling == "max" else "mean"
+    lines = ["import numpy as np", "import keras"]
+    name = backbone.lower()
+    if name == "demo-shapes":
+        if weights == "none":
+            lines += [
+                "from extractor.training import build_demo_cnn",
+                "",
+                f"base = build_demo_cnn(input_shape=({h}, {w}, 3))  # random weights: not trained",
+            ]
+        else:
+            lines += [
+                "from extractor.training import load_demo_backbone",
+                "",
+                f"base = load_demo_backbone(input_shape=({h}, {w}, 3))  # the shipped shapes-trained weights",
+            ]
+        if precision == "bfloat16":
+            lines += ["# (the app ran it in bfloat16; this model pins its layers to float32, so this runs in float32)"]
+        preprocess = [
+            "x = images  # no preprocess_input: this model takes raw 0..255 RGB and rescales inside",
+        ]
+    else:
+        module, ctor = KERAS_APPLICATIONS.get(name, (None, None))
+        if module is None:
+            raise ValueError(f"no Keras snippet for backbone {backbone!r}")
+        lines += [f"from keras.applications import {module}", ""]
+        if precision == "bfloat16":
+            lines += ['keras.config.set_dtype_policy("mixed_bfloat16")  # before building the model']
+        if weights in ("pretrained", "imagenet"):
+            arg, note = '"imagenet"', ""
+        elif weights == "none":
+            arg, note = "None", "  # random weights: not trained"
+        else:
+            arg, note = "None", ""
+        lines += [f"base = {module}.{ctor}(include_top=False, weights={arg}, input_shape=({h}, {w}, 3)){note}"]
+        if weights not in ("pretrained", "imagenet", "none"):
+            file_name = str(weights).replace("\\", "/").rsplit("/", 1)[-1] or "my.weights.h5"
+            lines += [f"base.load_weights({file_name!r})  # your weights file, same architecture"]
+        preprocess = [
+            f"x = {module}.preprocess_input(images.copy())  # it writes over its argument: give it a copy",
+        ]
+    load = _LOAD_IMAGE.get(resize, _LOAD_IMAGE["stretch"]).format(h=h, w=w)
+    lines += [
+        f"features = keras.Model(base.input, base.get_layer({layer!r}).output)",
+        "",
+        'paths = ["image1.jpg", "image2.jpg"]  # your images',
+        "images = np.stack([",
+        f"    keras.utils.img_to_array({load})",
+        "    for p in paths",
+        f"])  # (N, {h}, {w}, 3) float32, RGB 0..255",
+    ]
+    if resize == "pad":
+        lines += ["# (the app letterboxed with black instead: PIL.ImageOps.pad(img, size, color=0))"]
+    lines += preprocess
+    lines += [
+        "maps = features.predict(x, batch_size=32, verbose=0)  # (N, H, W, C): one batched call for all images",
+        f"vectors = maps.{reduce}(axis=(1, 2))  # (N, C): global {'average' if reduce == 'mean' else 'max'} pooling over H and W",
+        "print(maps.shape, vectors.shape)",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,118 @@
+"""The sidebar, drawn once by app.py on every run so its choices hold on every page.
+
+Widgets only; what they mean is decided in :mod:`ui.state`. Keys are ``sb_``-prefixed.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from extractor import BACKBONES, get_spec
+from extractor.demo import DEMO_SETS
+from extractor.features import PRECISIONS
+
+from . import state
+
+__all__ = ["render_sidebar"]
+
+_SOURCE_LABELS = {"demo": "Demo set", "upload": "Upload"}
+_DEMO_LABELS = {
+    "shapes": "Shapes (7 classes, drawn)",
+    "digits": "Digits (10 classes, 8×8 scans)",
+    "photos": "Photos (2 photos + crops)",
+}
+_RESIZE_LABELS = {"stretch": "Stretch", "center-crop": "Center crop", "pad": "Pad (letterbox)"}
+_RESIZE_HELP = ("How each image is brought to the network's input size. Stretch ignores the aspect ratio; "
+                "center crop keeps the middle; pad fits the whole image and fills the rest with black.")
+_PRECISION_HELP = "bfloat16 halves the memory of activations; features come back as float32 either way."
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+# Labels must not depend on the backbone: the browser keeps the label of a radio's choice.
+_WEIGHTS_LABELS = {"pretrained": "Pretrained", "random": "Random (untrained)", "file": "Local weights file"}
+
+
+def _images_section() -> None:
+    st.header("Images", divider="gray")
+    st.radio("Source", list(_SOURCE_LABELS), format_func=_SOURCE_LABELS.get, key="sb_source", horizontal=True)
+    if st.session_state["sb_source"] == "demo":
+        st.selectbox("Demo set", list(DEMO_SETS), format_func=lambda n: _DEMO_LABELS.get(n, n), key="sb_demo")
+        if st.session_state["sb_demo"] in ("shapes", "digits"):
+            st.slider("Images per class", min_value=2, max_value=50, key="sb_per_class")
+    else:
+        limits = state.UPLOAD_LIMITS
+        st.file_uploader(
+            "Images, or a .zip with one folder per class",
+            type=state.UPLOAD_TYPES,
+            accept_multiple_files=True,
+            key="sb_upload",
+            help=(f"Up to {limits.max_files} images, {_mib(limits.max_file_bytes)} each and "
+                  f"{_mib(limits.max_total_bytes)} in all. In a .zip, the folder an image sits in is its class "
+                  "(cats/a.jpg → cats). Files stay in this session only."),
+        )
+    images = state.current_images(stop_if_empty=False)
+    if len(images):
+        classes = images.classes
+        summary = state.plural(len(images), "image")
+        if classes:
+            summary += f" · {len(classes)} {'class' if len(classes) == 1 else 'classes'}"
+        st.caption(summary)
+    if images.problems:
+        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(images.problems),
+                   icon=":material/warning:")
+    if images.notes:
+        with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
+            st.markdown(state.bullet_list(images.notes, limit=30))
+
+
+def _network_section() -> None:
+    st.header("Network", divider="gray")
+    st.selectbox("Backbone", list(BACKBONES), key="sb_backbone",
+                 format_func=lambda n: f"{n} ({BACKBONES[n].family})" if BACKBONES[n].family else n)
+    spec = get_spec(st.session_state["sb_backbone"])
+    st.caption(spec.description)
+    options = ["pretrained", "random"] + (["file"] if state.local_weights_allowed() else [])
+    state.ensure_choice("sb_weights", options, "pretrained")
+    pretrained = ("the weights trained on the shapes demo set, shipped with the app" if spec.pretrained == "shipped"
+                  else "ImageNet weights from the Keras cache (downloaded once when online)")
+    st.radio("Weights", options, format_func=_WEIGHTS_LABELS.get, key="sb_weights",
+             help=f"Pretrained for {spec.name}: {pretrained}. Random: the same architecture, untrained (seed 0).")
+    if st.session_state["sb_weights"] == "file":
+        st.text_input("Weights file (.weights.h5) on the server", key="sb_weights_path",
+                      help="Saved with model.save_weights(...) from the same architecture, include_top=False.")
+
+    with st.expander("Input size, resize, precision", expanded=False):
+        size_key = state.input_size_key(spec.name)
+        st.session_state.setdefault(size_key, int(spec.input_size[0]))
+        st.number_input("Input size (pixels per side)", min_value=int(spec.min_input_size), max_value=1024,
+                        step=8, key=size_key,
+                        help=f"Default for {spec.name}: {spec.input_size[0]}×{spec.input_size[1]}. Smaller is faster; "
+                             "feature maps shrink with it.")
+        st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
+                 key="sb_resize", help=_RESIZE_HELP)
+        st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+
+    resolved = state.resolve_backbone()
+    if resolved.backbone is None:
+        st.badge("Weights not loaded", icon=":material/error:", color="red")
+    else:
+        weights = resolved.backbone.weights
+        if weights.kind == "random":
+            st.badge("Random weights — not trained", icon=":material/casino:", color="orange")
+        else:
+            short = {"imagenet": "ImageNet weights", "shipped": "Trained demo weights", "file": "Weights from a file"}
+            st.badge(short.get(weights.kind, "Trained weights"), icon=":material/verified:", color="green")
+        st.caption(f"Loaded: {state.escape_markdown(weights.description)}.")
+        if resolved.note:
+            st.warning(resolved.note, icon=":material/warning:")
+
+
+def render_sidebar() -> None:
+    """Draw the image and network choices (call once per run, before the page runs)."""
+    state.init_state()
+    with st.sidebar:
+        _images_section()
+        _network_section()

@@ -1,0 +1,417 @@
+"""Session state and the app's current choices: which images, which backbone, what went wrong.
+
+Pages never read widget keys themselves; they ask this module:
+
+* :func:`current_images` -> :class:`ImageSet` (only images that decode; the rest are reported
+  in the sidebar), or stops the page with a message when there is none.
+* :func:`current_backbone` -> ``(Backbone, list[LayerInfo])``, or shows a plain-language
+  ``st.error`` with the way out and stops the page (ImageNet weights offline, bad file, ...).
+* :func:`current_config` -> :class:`BackboneConfig`, the plain values every cache is keyed by
+  (with the weights that were *really* loaded).
+* :func:`page_guard` around page work: ``LayerExplorerError`` becomes ``st.error``, anything
+  unexpected a generic message (details go to the server log), never a traceback.
+
+Uploaded bytes live only in this session (the uploader's own state plus a memo in
+``st.session_state``); nothing here is module-level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import streamlit as st
+
+from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
+from extractor.errors import LayerExplorerError
+from extractor.features import PRECISIONS
+from extractor.sources import UploadLimits, gather_uploads
+
+from . import cache
+
+__all__ = [
+    "DEFAULTS",
+    "UPLOAD_TYPES",
+    "UPLOAD_LIMITS",
+    "LOCAL_WEIGHTS_ENV",
+    "APP_RESIZE_POLICIES",
+    "BackboneConfig",
+    "ImageSet",
+    "ResolvedBackbone",
+    "init_state",
+    "persistent",
+    "ensure_choice",
+    "local_weights_allowed",
+    "input_size_key",
+    "backbone_request",
+    "resolve_backbone",
+    "current_images",
+    "current_backbone",
+    "current_config",
+    "escape_markdown",
+    "user_message",
+    "page_guard",
+]
+
+logger = logging.getLogger("layer_explorer.ui")
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"]
+UPLOAD_LIMITS = UploadLimits()
+LOCAL_WEIGHTS_ENV = "LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS"
+APP_RESIZE_POLICIES = tuple(p for p in RESIZE_POLICIES if p != "native")
+DEFAULT_BACKBONE = "demo-shapes" if "demo-shapes" in BACKBONES else next(iter(BACKBONES))
+
+# Sidebar widget keys and their first values (set once per session, before the widgets exist).
+DEFAULTS: dict[str, Any] = {
+    "sb_source": "demo",
+    "sb_demo": "shapes",
+    "sb_per_class": 10,
+    "sb_backbone": DEFAULT_BACKBONE,
+    "sb_weights": "pretrained",
+    "sb_weights_path": "",
+    "sb_resize": "stretch",
+    "sb_precision": "float32",
+}
+
+GENERIC_HINT = "Try another image or backbone; if it keeps happening, the server log has the details."
+
+
+# --------------------------------------------------------------------------------------------
+# plain values
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Everything that decides what a network computes, as plain hashable values."""
+
+    name: str
+    weights: str  # "pretrained", "none" (random) or a local file path
+    input_size: tuple[int, int]
+    resize: str = "stretch"
+    precision: str = "float32"
+
+    def extractor_args(self) -> tuple:
+        """``(name, weights, input_size)``: the arguments of :func:`ui.cache.load_backbone_cached`."""
+        return self.name, self.weights, self.input_size
+
+
+@dataclass
+class ImageSet:
+    """The images the app works on, all of them decodable, aligned index by index.
+
+    ``items[i]`` is what :meth:`FeatureExtractor.extract` takes (an ``ImageSource`` or an RGB
+    array); ``names`` are display names (user-controlled for uploads: escape them for Markdown
+    with :func:`escape_markdown`); ``digests`` are content hashes (cache keys);
+    ``thumbnails`` small RGB arrays (at most 96 px).
+    """
+
+    items: list
+    names: list[str]
+    labels: list[str | None]
+    digests: list[str]
+    thumbnails: list[np.ndarray]
+    origin: str = ""  # "demo:shapes", "upload", ...
+    problems: list[str] = field(default_factory=list)  # files left out, with the reason
+    notes: list[str] = field(default_factory=list)  # e.g. "a.gif: animated GIF: used the first of 3 frames"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_labels(self) -> bool:
+        return any(label is not None for label in self.labels)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(dict.fromkeys(label for label in self.labels if label is not None))
+
+    def describe(self, i: int) -> str:
+        """``"name (label)"`` for selectors (plain text, not Markdown)."""
+        label = self.labels[i]
+        return f"{self.names[i]}" if label is None or self.names[i].startswith(f"{label}/") else f"{self.names[i]} ({label})"
+
+
+@dataclass(frozen=True)
+class ResolvedBackbone:
+    """The outcome of loading the chosen backbone: either a backbone or a message for the user."""
+
+    config: BackboneConfig  # what is really loaded (weights may differ from the request, see note)
+    backbone: Backbone | None = None
+    layers: tuple[LayerInfo, ...] = ()
+    error: str | None = None
+    note: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# session state
+
+
+def init_state() -> None:
+    """Set the sidebar's first values once per session (widgets then take them from the state)."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def persistent(widget, label: str, options: Sequence | None = None, *, key: str, default, **kwargs):
+    """Draw a page widget that keeps its last choice, and return the value.
+
+    ``widget`` is ``st.selectbox``/``st.radio`` (given ``index=``), ``st.select_slider`` (``value=``
+    among ``options``) or ``st.slider``/``st.number_input`` (``value=``), on ``st`` or on a column.
+    The choice is remembered under a separate, non-widget key and handed back to the widget as
+    its starting value on every run. Why not only the widget key: after a run that ends in
+    ``st.stop()`` before the widget is drawn, the browser forgets the widget while the server
+    keeps its value, and a widget that took its value from the session state would then *show*
+    its first option while the page *uses* the remembered one. A choice no longer among
+    ``options`` falls back to ``default``.
+
+    A ``format_func`` must give the same label for the same option on every run (no numbers that
+    depend on the image or the input size in it): the browser keeps the *label*, and a value
+    whose label changed under it shows as no selection at all.
+    """
+    memo = f"_choice__{key}"
+    current = st.session_state.get(memo, default)
+    name = getattr(widget, "__name__", "")
+    if options is not None:
+        options = list(options)
+        if current not in options:
+            current = default if default in options else options[0]
+    if name in ("selectbox", "radio"):
+        value = widget(label, options, index=options.index(current), key=key, **kwargs)
+    elif options is not None:
+        value = widget(label, options=options, value=current, key=key, **kwargs)
+    else:
+        value = widget(label, value=current, key=key, **kwargs)
+    st.session_state[memo] = value
+    return value
+
+
+def ensure_choice(key: str, options: Sequence, default) -> None:
+    """Before a selector is drawn: reset its state to ``default`` when the stored choice is no
+    longer among ``options`` (another backbone, a smaller image set)."""
+    if st.session_state.get(key) not in list(options):
+        st.session_state[key] = default
+
+
+def local_weights_allowed() -> bool:
+    return os.environ.get(LOCAL_WEIGHTS_ENV) == "1"
+
+
+def input_size_key(backbone: str) -> str:
+    """One input-size widget per backbone, so each starts at its own default size."""
+    return f"sb_input_size__{backbone}"
+
+
+def backbone_request() -> BackboneConfig:
+    """The backbone configuration the sidebar asks for (not yet loaded)."""
+    init_state()
+    name = st.session_state["sb_backbone"]
+    if name not in BACKBONES:
+        name = DEFAULT_BACKBONE
+    spec = get_spec(name)
+    side = st.session_state.get(input_size_key(name)) or spec.input_size[0]
+    size = (int(side), int(side)) if spec.input_size[0] == spec.input_size[1] else tuple(spec.input_size)
+    choice = st.session_state.get("sb_weights", "pretrained")
+    if choice == "random":
+        weights = "none"
+    elif choice == "file" and local_weights_allowed():
+        weights = str(st.session_state.get("sb_weights_path") or "").strip() or "pretrained"
+    else:
+        weights = "pretrained"
+    resize = st.session_state.get("sb_resize", "stretch")
+    precision = st.session_state.get("sb_precision", "float32")
+    return BackboneConfig(
+        name=name,
+        weights=weights,
+        input_size=size,
+        resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
+        precision=precision if precision in PRECISIONS else "float32",
+    )
+
+
+def resolve_backbone() -> ResolvedBackbone:
+    """Load the requested backbone (cached); failures become a message, never an exception.
+
+    If the shipped demo weights are missing, the demo backbone falls back to random weights,
+    with a note saying so (the weights badge then says "random").
+    """
+    request = backbone_request()
+    try:
+        backbone, layers = cache.load_backbone_cached(*request.extractor_args())
+        return ResolvedBackbone(request, backbone, layers)
+    except WeightsUnavailableError as exc:
+        message = user_message(exc)
+        if request.name == "demo-shapes" and request.weights == "pretrained":
+            fallback = BackboneConfig(request.name, "none", request.input_size, request.resize, request.precision)
+            try:
+                backbone, layers = cache.load_backbone_cached(*fallback.extractor_args())
+            except Exception:
+                logger.exception("demo backbone with random weights failed too")
+            else:
+                note = ("The shipped demo weights could not be loaded, so demo-shapes runs with random weights "
+                        "(not trained). Run `python -m extractor demo train` to recreate them.")
+                return ResolvedBackbone(fallback, backbone, layers, note=note)
+        return ResolvedBackbone(request, error=message)
+    except LayerExplorerError as exc:
+        return ResolvedBackbone(request, error=user_message(exc))
+    except Exception:
+        logger.exception("loading backbone %r failed", request)
+        return ResolvedBackbone(request, error=f"Something went wrong while loading {request.name}. {GENERIC_HINT}")
+
+
+def current_backbone() -> tuple[Backbone, list[LayerInfo]]:
+    """The loaded backbone and its feature-map layers, or an ``st.error`` and ``st.stop()``."""
+    resolved = resolve_backbone()
+    if resolved.backbone is None:
+        st.error(resolved.error or "The network could not be loaded.", icon=":material/error:")
+        st.info("Ways out: pick **Random** weights in the sidebar to explore the architecture, or the offline "
+                "**demo-shapes** backbone, which ships with trained weights.", icon=":material/lightbulb:")
+        st.stop()
+    return resolved.backbone, list(resolved.layers)
+
+
+def current_config() -> BackboneConfig:
+    """The configuration of the backbone really loaded (keys for :mod:`ui.cache`)."""
+    return resolve_backbone().config
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def _memo(key: str, signature: tuple, build):
+    """A per-session memo: rebuild only when ``signature`` changes (never shared between users)."""
+    held = st.session_state.get(key)
+    if held is not None and held[0] == signature:
+        return held[1]
+    value = build()
+    st.session_state[key] = (signature, value)
+    return value
+
+
+def _demo_set(name: str, per_class: int) -> ImageSet:
+    demo = cache.demo_images(name, per_class)
+    if name == "photos":  # native-size photos: real thumbnails
+        decoded = cache.decode_thumbnails(tuple(demo.digests), demo.images)
+        thumbs = [d.thumbnail for d in decoded]
+    else:
+        thumbs = list(demo.images)  # already 64 px
+    return ImageSet(list(demo.images), list(demo.names), list(demo.labels), list(demo.digests), thumbs, f"demo:{name}")
+
+
+def _upload_set(files: list) -> ImageSet:
+    pairs = [(f.name, f.getvalue()) for f in files]
+    batch = gather_uploads(pairs, UPLOAD_LIMITS)
+    problems = [p.message for p in batch.problems]
+    notes = list(batch.notes)
+    with st.spinner(f"Reading {len(batch.sources)} images…"):
+        decoded = cache.decode_thumbnails(tuple(s.digest for s in batch.sources), batch.sources)
+    out = ImageSet([], [], [], [], [], "upload", problems, notes)
+    for source, d in zip(batch.sources, decoded):
+        if d.thumbnail is None:
+            out.problems.append(f"{source.name}: {d.error}")
+            continue
+        out.items.append(source)
+        out.names.append(source.name)
+        out.labels.append(source.label)
+        out.digests.append(source.digest)
+        out.thumbnails.append(d.thumbnail)
+        out.notes.extend(f"{source.name}: {note}" for note in d.notes)
+    return out
+
+
+def current_images(stop_if_empty: bool = True) -> ImageSet:
+    """The current image set (demo or uploads), decodable images only.
+
+    With ``stop_if_empty``, a page with nothing to show gets an ``st.info`` and stops.
+    """
+    init_state()
+    if st.session_state.get("sb_source") == "upload":
+        files = list(st.session_state.get("sb_upload") or [])
+        signature = tuple((f.file_id, f.name, f.size) for f in files)
+        images = _memo("_images_upload", signature, lambda: _upload_set(files))
+    else:
+        name = st.session_state.get("sb_demo", "shapes")
+        per_class = int(st.session_state.get("sb_per_class") or DEFAULTS["sb_per_class"])
+        per_class = 0 if name == "photos" else per_class
+        images = _memo("_images_demo", (name, per_class), lambda: _demo_set(name, per_class or 1))
+    if stop_if_empty and len(images) == 0:
+        if st.session_state.get("sb_source") == "upload":
+            st.info("Upload images (or a .zip with one folder per class) in the sidebar, or switch the source "
+                    "back to a demo set.", icon=":material/upload:")
+        else:
+            st.info("The demo set is empty; pick another one in the sidebar.")
+        st.stop()
+    return images
+
+
+# --------------------------------------------------------------------------------------------
+# messages
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape Markdown punctuation so user-controlled text (file names) shows as typed."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def _known_dirs() -> list[str]:
+    dirs = []
+    try:
+        from extractor.backbones import keras_cache_dir
+
+        kc = keras_cache_dir()
+        dirs += [str(kc), str(kc.parent)]
+    except Exception:
+        pass
+    dirs += [str(Path(__file__).resolve().parent.parent), tempfile.gettempdir(), str(Path.home())]
+    return sorted({d for d in dirs if d and d != "/"}, key=len, reverse=True)
+
+
+_ABS_PATH = re.compile(r"(?<![\w.\-/])/(?:[\w.\-]+/)+[\w.\-]*")
+
+
+def user_message(exc: BaseException) -> str:
+    """The exception's message, fit for the browser: server paths replaced by words."""
+    text = str(exc)
+    for d in _known_dirs():
+        label = "the Keras cache folder" if d.rstrip("/").endswith("models") else "a server folder"
+        text = text.replace(d, label)
+    return _ABS_PATH.sub("a server folder", text)
+
+
+@contextmanager
+def page_guard(doing: str):
+    """Catch errors where the UI meets the data: a message and ``st.stop()``, never a traceback.
+
+    Streamlit's own stop/rerun signals are ``BaseException`` and pass through untouched.
+    """
+    try:
+        yield
+    except LayerExplorerError as exc:
+        st.error(user_message(exc), icon=":material/error:")
+        st.stop()
+    except Exception:
+        logger.exception("unexpected error while %s", doing)
+        st.error(f"Something went wrong while {doing}. {GENERIC_HINT}", icon=":material/error:")
+        st.stop()
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def bullet_list(lines: Iterable[str], limit: int = 12) -> str:
+    """Escaped Markdown bullets, at most ``limit`` of them plus a count of the rest."""
+    items = list(lines)
+    shown = [f"- {escape_markdown(line)}" for line in items[:limit]]
+    if len(items) > limit:
+        shown.append(f"- … and {len(items) - limit} more")
+    return "\n".join(shown)
