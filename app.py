@@ -4,17 +4,20 @@ Run with ``streamlit run app.py``. This file is the frame around every page: pag
 navigation, and the sidebar (drawn once here, so its choices hold on every page). No
 TensorFlow code here: the network is loaded by ui.state/ui.cache when a page asks for it.
 
-The pages live in ``app_pages/``, not ``pages/``: a folder named ``pages/`` next to this file
-turns on Streamlit's legacy multipage mode, which runs a page file on its own (no sidebar, new
-widget IDs, lost choices) on a fresh server's first deep link and on every
-``AppTest.switch_page``.
+The pages live in ``pages/``. A folder of that name also turns on Streamlit's legacy multipage
+mode until this file has run ``st.navigation`` once in the process: a fresh server's first deep
+link (and every ``AppTest.switch_page`` run) executes the page file on its own. Each page
+therefore starts with ``ui.sidebar.ensure_shell()``, which draws the same sidebar when this file
+did not (same keys, so the choices hold). The URL paths differ from the file names on purpose:
+a legacy-mode request for one of them matches no page file, so Streamlit falls back to this
+file, whose ``st.navigation`` then serves the page with the shell around it.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from ui.sidebar import render_sidebar
+from ui.sidebar import mark_shell_drawn, render_sidebar
 
 HERE = Path(__file__).parent
 
@@ -22,11 +25,12 @@ st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", l
 
 page = st.navigation(
     [
-        st.Page(HERE / "app_pages" / "feature_maps.py", title="Feature maps", icon=":material/grid_view:", default=True),
-        st.Page(HERE / "app_pages" / "embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
-        st.Page(HERE / "app_pages" / "layer_selection.py", title="Layer selection", icon=":material/leaderboard:"),
-        st.Page(HERE / "app_pages" / "export.py", title="Export", icon=":material/download:"),
+        st.Page(HERE / "pages" / "feature_maps.py", title="Feature maps", url_path="feature-maps", icon=":material/grid_view:", default=True),
+        st.Page(HERE / "pages" / "embeddings.py", title="Embeddings", url_path="embedding-maps", icon=":material/scatter_plot:"),
+        st.Page(HERE / "pages" / "layer_selection.py", title="Layer selection", url_path="layer-selection", icon=":material/leaderboard:"),
+        st.Page(HERE / "pages" / "export.py", title="Export", url_path="export-features", icon=":material/download:"),
     ]
 )
 render_sidebar()
+mark_shell_drawn()
 page.run()

@@ -19,7 +19,7 @@ from extractor.demo import load_demo_set
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ROOT = Path(APP).parent
-PAGES = ["app_pages/feature_maps.py", "app_pages/embeddings.py", "app_pages/layer_selection.py", "app_pages/export.py"]
+PAGES = ["pages/feature_maps.py", "pages/embeddings.py", "pages/layer_selection.py", "pages/export.py"]
 GENERIC = "Something went wrong"
 
 
@@ -109,11 +109,18 @@ def test_resize_policy_and_precision_apply():
     assert "(pad)" in " ".join(" ".join(img.captions) for img in at.get("image"))
 
 
-def test_no_legacy_pages_folder():
-    # A folder named pages/ next to app.py turns on Streamlit's legacy multipage mode: page files
-    # then run without app.py (no sidebar, reset choices) on a fresh server's first deep link and
-    # on every AppTest.switch_page. Pages go in app_pages/ and are listed in app.py.
-    assert not (ROOT / "pages").exists(), "move the page files to app_pages/ and list them in app.py"
+def test_pages_opened_directly_keep_the_sidebar_and_its_choices():
+    # With a pages/ folder, AppTest.switch_page (like a fresh server's first deep link) runs the
+    # page file on its own; ensure_shell() must still draw the sidebar, with the user's choices.
+    at = _app()
+    at.selectbox(key="sb_backbone").set_value("vgg16")
+    at.radio(key="sb_weights").set_value("random")
+    at.run()
+    _assert_clean(at)
+    at.switch_page("pages/embeddings.py").run()
+    _assert_clean(at)
+    assert at.selectbox(key="sb_backbone").value == "vgg16"
+    assert at.radio(key="sb_weights").value == "random"
 
 
 @pytest.mark.parametrize("page", PAGES)

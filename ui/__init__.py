@@ -1,7 +1,7 @@
 """Layer Explorer's Streamlit layer: state, caches, sidebar, and the page-independent logic.
 
-Pages live in ``app_pages/`` (never ``pages/``: see app.py) and are listed in app.py's
-``st.navigation``. They lay out widgets and call these; they never read sidebar keys, build models or run
+Pages live in ``pages/`` and are listed in app.py's ``st.navigation``; each starts with
+``ui.sidebar.ensure_shell()`` (see app.py for why). They lay out widgets and call these; they never read sidebar keys, build models or run
 NumPy-heavy code themselves.
 
 ``ui.state`` — the current choices (the sidebar in app.py sets them on every run)

@@ -13,7 +13,9 @@ from extractor.features import PRECISIONS
 
 from . import state
 
-__all__ = ["render_sidebar"]
+__all__ = ["render_sidebar", "ensure_shell", "mark_shell_drawn"]
+
+_SHELL_FLAG = "_shell_drawn_this_run"
 
 _SOURCE_LABELS = {"demo": "Demo set", "upload": "Upload"}
 _DEMO_LABELS = {
@@ -116,3 +118,21 @@ def render_sidebar() -> None:
     with st.sidebar:
         _images_section()
         _network_section()
+
+
+def mark_shell_drawn() -> None:
+    """Called by app.py right after the sidebar, before the page runs."""
+    st.session_state[_SHELL_FLAG] = True
+
+
+def ensure_shell() -> None:
+    """First line of every page: draw the sidebar unless app.py already did in this run.
+
+    With a ``pages/`` folder, Streamlit runs a page file on its own (legacy multipage mode) until
+    app.py has called ``st.navigation`` once in the process: a fresh server's first deep link and
+    each ``AppTest.switch_page`` run. The flag is consumed here, so it says "this run" only.
+    """
+    if st.session_state.pop(_SHELL_FLAG, False):
+        return
+    st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
+    render_sidebar()

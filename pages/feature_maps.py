@@ -12,6 +12,9 @@ from extractor import representative_layers
 from ui import cache, state
 from ui import feature_maps as fm
 from ui.code_snippets import keras_snippet
+from ui.sidebar import ensure_shell
+
+ensure_shell()
 
 SHOWN_PX = 320  # display width of the network's input and of the overlay
 PRIMARY = (47, 111, 223)  # the theme's primary colour: frame of the chosen thumbnail

@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from ui.sidebar import ensure_shell
+
+ensure_shell()
+
 st.title("Export")
 st.info(
     "Coming in the next step: downloading the feature vectors (NumPy / CSV) and the code that reproduces them. "
