@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -198,7 +199,8 @@ class FeatureExtractor:
                 model.set_weights(weights)
         import keras
 
-        self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{backbone.name}_extractor")
+        scope = re.sub(r"[^A-Za-z0-9_.-]", "_", backbone.name)  # TensorFlow name scopes refuse spaces etc.
+        self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")
         mode = backbone.spec.preprocessing
         keys = [(layer, pooling) for layer in self.layers for pooling in self.poolings]
         self.keys = [feature_key(l, p) for l, p in keys]

@@ -10,12 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,72 +17,13 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
-READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-STARTUP_S = 120
-STEP_MS = 120_000  # one rerun on two shared cores, including a first network build
-
-
-def _need_chromium() -> None:
-    if Path(CHROMIUM).is_file():
-        return
-    message = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) "
-               "to run the real-browser test")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit was not healthy after {STARTUP_S} s:\n{log.read_text()[-3000:]}")
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, READY, ROOT, STEP_MS, streamlit_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    _need_chromium()
-    tmp = tmp_path_factory.mktemp("browser")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
-    log = tmp / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_healthy(url, proc, log)
+    with streamlit_server(tmp_path_factory.mktemp("browser")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def _png_bytes() -> bytes:

@@ -48,6 +48,8 @@ from extractor import (
 )
 from extractor.errors import LayerExplorerError
 
+from . import custom_model
+
 if TYPE_CHECKING:
     from .state import BackboneConfig, ImageSet
 
@@ -96,16 +98,28 @@ def array_digest(pixels: np.ndarray) -> str:
 # networks
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the network…")
 def load_backbone_cached(name: str, weights: str, input_size: tuple[int, int]) -> tuple[Backbone, tuple[LayerInfo, ...]]:
-    """The backbone and its feature-map layer table, built once per (name, weights, size)."""
+    """The backbone and its feature-map layer table, built once per (name, weights, size).
+
+    A user's uploaded model (``custom:<digest>``) comes from that user's session, never from a
+    cache shared between sessions.
+    """
+    if custom_model.is_custom(name):
+        held = custom_model.current()
+        if held is None or held.config_name != name:
+            raise LayerExplorerError("Your model is no longer loaded in this session; upload it again in the sidebar.")
+        return held.backbone, held.layers
+    return _shared_backbone(name, weights, tuple(input_size))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the network…")
+def _shared_backbone(name: str, weights: str, input_size: tuple[int, int]) -> tuple[Backbone, tuple[LayerInfo, ...]]:
     with inference_slot():
         backbone = load_backbone(name, weights=weights, input_size=tuple(input_size))
         table = tuple(feature_layers(backbone.model))
     return backbone, table
 
 
-@st.cache_resource(max_entries=12, show_spinner="Preparing the feature extractor…")
 def get_extractor(
     name: str,
     weights: str,
@@ -118,8 +132,24 @@ def get_extractor(
     """A compiled, warmed :class:`FeatureExtractor`; one per distinct set of plain arguments.
 
     Shared by every session: call ``extract``/``run_batch`` on it, never change its attributes.
+    Extractors of a user's uploaded model are kept in that user's session instead.
     """
-    backbone, _ = load_backbone_cached(name, weights, tuple(input_size))
+    if custom_model.is_custom(name):
+        return custom_model.session_extractor(name, tuple(layers), tuple(poolings), precision, resize)
+    return _shared_extractor(name, weights, tuple(input_size), tuple(layers), tuple(poolings), precision, resize)
+
+
+@st.cache_resource(max_entries=12, show_spinner="Preparing the feature extractor…")
+def _shared_extractor(
+    name: str,
+    weights: str,
+    input_size: tuple[int, int],
+    layers: tuple[str, ...],
+    poolings: tuple[str, ...],
+    precision: str,
+    resize: str,
+) -> FeatureExtractor:
+    backbone, _ = _shared_backbone(name, weights, tuple(input_size))
     with inference_slot():
         fx = FeatureExtractor(backbone, list(layers), list(poolings), precision=precision, resize=resize)
         fx.warm()

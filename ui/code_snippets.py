@@ -76,6 +76,24 @@ def keras_snippet(
         preprocess = [
             "x = images  # no preprocess_input: this model takes raw 0..255 RGB and rescales inside",
         ]
+    elif name.startswith("custom:") or name == "your model":
+        lines += [
+            "",
+            '# your uploaded model; load it the way the app does (no custom code runs with safe_mode)',
+            'base = keras.saving.load_model("your_model.keras", safe_mode=True, compile=False)',
+        ]
+        preprocess = [
+            "x = images  # as the app does: raw 0..255 RGB (use your own preprocessing if your model expects it)",
+        ]
+        if "/" in layer:  # a layer inside a nested model: cut the nested model there
+            outer, inner = layer.split("/", 1)
+            lines += [
+                f"nested = base.get_layer({outer!r})",
+                f"# {inner!r} sits inside {outer!r}; the app builds one graph through it, e.g. for a nested",
+                "# backbone that is the model's first layer: keras.Model(nested.input, nested.get_layer(...).output)",
+            ]
+            layer = inner
+            lines += [f"base = nested"]
     else:
         module, ctor = KERAS_APPLICATIONS.get(name, (None, None))
         if module is None:

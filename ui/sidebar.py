@@ -11,7 +11,9 @@ from extractor import BACKBONES, get_spec
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 
-from . import state
+from extractor import LayerExplorerError
+
+from . import custom_model, state
 
 __all__ = ["render_sidebar", "ensure_shell", "mark_shell_drawn"]
 
@@ -72,8 +74,14 @@ def _images_section() -> None:
 
 def _network_section() -> None:
     st.header("Network", divider="gray")
-    st.selectbox("Backbone", list(BACKBONES), key="sb_backbone",
-                 format_func=lambda n: f"{n} ({BACKBONES[n].family})" if BACKBONES[n].family else n)
+    names = list(BACKBONES) + ([custom_model.CUSTOM] if custom_model.upload_enabled() else [])
+    state.ensure_choice("sb_backbone", names, state.DEFAULT_BACKBONE)
+    st.selectbox("Backbone", names, key="sb_backbone", format_func=_backbone_label)
+    if st.session_state["sb_backbone"] == custom_model.CUSTOM:
+        _custom_model_section()
+        _precision_section(None)
+        _weights_badge()
+        return
     spec = get_spec(st.session_state["sb_backbone"])
     st.caption(spec.description)
     options = ["pretrained", "random"] + (["file"] if state.local_weights_allowed() else [])
@@ -86,7 +94,47 @@ def _network_section() -> None:
         st.text_input("Weights file (.weights.h5) on the server", key="sb_weights_path",
                       help="Saved with model.save_weights(...) from the same architecture, include_top=False.")
 
-    with st.expander("Input size, resize, precision", expanded=False):
+    _precision_section(spec)
+    _weights_badge()
+
+
+def _backbone_label(name: str) -> str:
+    if name == custom_model.CUSTOM:
+        return "Your model (upload a .keras file)"
+    return f"{name} ({BACKBONES[name].family})" if BACKBONES[name].family else name
+
+
+def _custom_model_section() -> None:
+    """Model upload: only when the deployment allows it (LAYER_EXPLORER_ALLOW_MODEL_UPLOAD=1)."""
+    st.caption("Your own Keras model: audited first (only built-in Keras layers, no code), then loaded "
+               "with safe_mode. It stays in your session only.")
+    uploaded = st.file_uploader(f"Model file (≤ {_mib(custom_model.MAX_MODEL_BYTES)})", type=custom_model.upload_types(),
+                                key="sb_model_upload")
+    if uploaded is None:
+        return
+    if uploaded.size > custom_model.MAX_MODEL_BYTES:
+        st.error(f"{state.escape_markdown(uploaded.name)} is {_mib(uploaded.size)}, over the "
+                 f"{_mib(custom_model.MAX_MODEL_BYTES)} limit for model files.", icon=":material/error:")
+        return
+    try:
+        with st.spinner("Checking and loading your model…"):
+            held = custom_model.accept_upload(uploaded.name, uploaded.getvalue())
+    except LayerExplorerError as exc:
+        reasons = getattr(exc, "reasons", None) or [state.user_message(exc)]
+        st.error(f"**{state.escape_markdown(uploaded.name)} was not loaded.**\n\n"
+                 + state.bullet_list([state.user_message(r) for r in reasons]), icon=":material/gpp_bad:")
+        return
+    h, w = held.input_size
+    st.caption(f"{state.escape_markdown(held.file_name)}: {len(held.layers)} feature-map layers, input {h}×{w}.")
+
+
+def _precision_section(spec) -> None:
+    with st.expander("Input size, resize, precision" if spec else "Resize, precision", expanded=False):
+        if spec is None:
+            st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
+                     key="sb_resize", help=_RESIZE_HELP)
+            st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+            return
         size_key = state.input_size_key(spec.name)
         st.session_state.setdefault(size_key, int(spec.input_size[0]))
         st.number_input("Input size (pixels per side)", min_value=int(spec.min_input_size), max_value=1024,
@@ -97,6 +145,8 @@ def _network_section() -> None:
                  key="sb_resize", help=_RESIZE_HELP)
         st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
 
+
+def _weights_badge() -> None:
     resolved = state.resolve_backbone()
     if resolved.backbone is None:
         st.badge("Weights not loaded", icon=":material/error:", color="red")
@@ -106,6 +156,8 @@ def _network_section() -> None:
             st.badge("Random weights — not trained", icon=":material/casino:", color="orange")
         else:
             short = {"imagenet": "ImageNet weights", "shipped": "Trained demo weights", "file": "Weights from a file"}
+            if custom_model.is_custom(resolved.config.name):
+                short["file"] = "Your model's weights"
             st.badge(short.get(weights.kind, "Trained weights"), icon=":material/verified:", color="green")
         st.caption(f"Loaded: {state.escape_markdown(weights.description)}.")
         if resolved.note:

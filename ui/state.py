@@ -34,7 +34,7 @@ from extractor.errors import LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.sources import UploadLimits, gather_uploads
 
-from . import cache
+from . import cache, custom_model
 
 __all__ = [
     "DEFAULTS",
@@ -241,6 +241,8 @@ def resolve_backbone() -> ResolvedBackbone:
     If the shipped demo weights are missing, the demo backbone falls back to random weights,
     with a note saying so (the weights badge then says "random").
     """
+    if st.session_state.get("sb_backbone") == custom_model.CUSTOM and custom_model.upload_enabled():
+        return _resolve_custom()
     request = backbone_request()
     try:
         backbone, layers = cache.load_backbone_cached(*request.extractor_args())
@@ -263,6 +265,23 @@ def resolve_backbone() -> ResolvedBackbone:
     except Exception:
         logger.exception("loading backbone %r failed", request)
         return ResolvedBackbone(request, error=f"Something went wrong while loading {request.name}. {GENERIC_HINT}")
+
+
+def _resolve_custom() -> ResolvedBackbone:
+    """The session's uploaded model, or a message saying to upload one."""
+    held = custom_model.current()
+    resize = st.session_state.get("sb_resize", "stretch")
+    precision = st.session_state.get("sb_precision", "float32")
+    if held is None:
+        config = BackboneConfig(custom_model.CUSTOM, "upload", (224, 224))
+        return ResolvedBackbone(config, error="No model uploaded yet: upload a .keras file under "
+                                              "**Your model** in the sidebar, or pick a built-in backbone.")
+    config = BackboneConfig(
+        held.config_name, "upload", held.input_size,
+        resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
+        precision=precision if precision in PRECISIONS else "float32",
+    )
+    return ResolvedBackbone(config, held.backbone, held.layers)
 
 
 def current_backbone() -> tuple[Backbone, list[LayerInfo]]:

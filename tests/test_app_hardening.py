@@ -1,0 +1,213 @@
+"""The app under hostile input and many users: model upload off by default and audited when on,
+one model per session, concurrent sessions equal to a single one, and no traceback or server
+path in the browser when a page fails."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import threading
+import weakref
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from extractor import FeatureExtractor, load_backbone
+from extractor.demo import load_demo_set
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def _keras_bytes(tmp_path: Path, model, name: str = "m.keras") -> bytes:
+    path = tmp_path / name
+    model.save(path)
+    return path.read_bytes()
+
+
+def _small_cnn(seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Rescaling(1 / 255.0, name="scale"),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv_a"),
+        keras.layers.MaxPooling2D(name="pool_a"),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv_b"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+
+
+def test_model_upload_is_off_by_default(monkeypatch):
+    monkeypatch.delenv("LAYER_EXPLORER_ALLOW_MODEL_UPLOAD", raising=False)
+    at = _app()
+    assert "custom" not in at.selectbox(key="sb_backbone").options
+
+
+@pytest.fixture
+def upload_on(monkeypatch):
+    monkeypatch.setenv("LAYER_EXPLORER_ALLOW_MODEL_UPLOAD", "1")
+
+
+def _choose_custom(at: AppTest) -> AppTest:
+    at.selectbox(key="sb_backbone").set_value("custom")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_uploaded_model_is_audited_loaded_and_used(upload_on, tmp_path):
+    at = _choose_custom(_app())
+    assert "No model uploaded yet" in _texts(at.error)
+    model = _small_cnn()
+    at.file_uploader(key="sb_model_upload").set_value([("my cnn.keras", _keras_bytes(tmp_path, model), "application/zip")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Something went wrong" not in _texts(at.error)
+    layers = " ".join(at.selectbox(key="fm_layer").options)  # labels: "name (kind)"
+    assert all(name in layers for name in ("conv_a", "pool_a", "conv_b"))
+    # the page's numbers are the model's own
+    at.selectbox(key="fm_layer").set_value("conv_b").run()
+    table = at.dataframe[0].value
+    assert len(table) == 8
+
+
+def test_hostile_model_is_refused_with_its_reason(upload_on, tmp_path):
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Lambda(lambda x: x * 2, name="evil")])
+    data = _keras_bytes(tmp_path, model, "lambda.keras")
+    at = _choose_custom(_app())
+    at.file_uploader(key="sb_model_upload").set_value([("innocent.keras", data, "application/zip")])
+    at.run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert "innocent" in errors and "was not loaded" in errors and "Lambda" in errors
+
+
+def test_zip_with_parent_members_is_refused(upload_on, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {}}))
+        z.writestr("../../etc/evil", "x")
+    at = _choose_custom(_app())
+    at.file_uploader(key="sb_model_upload").set_value([("m.keras", buffer.getvalue(), "application/zip")])
+    at.run()
+    assert not at.exception
+    assert "was not loaded" in _texts(at.error)
+
+
+def test_reuploading_keeps_one_model_per_session(upload_on, tmp_path):
+    from ui import custom_model
+
+    a, b = _keras_bytes(tmp_path, _small_cnn(0), "a.keras"), _keras_bytes(tmp_path, _small_cnn(1), "b.keras")
+    at = _choose_custom(_app())
+    refs = []
+    for name, data in [("a.keras", a), ("b.keras", b), ("a.keras", a), ("b.keras", b)]:
+        at.file_uploader(key="sb_model_upload").set_value([(name, data, "application/zip")])
+        at.run()
+        assert not at.exception
+        held = at.session_state["_custom_model"]
+        refs.append(weakref.ref(held.backbone.model))
+        del held
+    gc.collect()
+    alive = [r for r in refs if r() is not None]
+    assert len(alive) == 1, f"{len(alive)} uploaded models are still in memory; only the current one should be"
+    assert custom_model._SESSION_KEY in at.session_state
+
+
+def test_uploaded_model_never_enters_a_shared_cache(upload_on, tmp_path):
+    from ui import cache
+
+    at = _choose_custom(_app())
+    at.file_uploader(key="sb_model_upload").set_value([("m.keras", _keras_bytes(tmp_path, _small_cnn()), "application/zip")])
+    at.run()
+    assert not at.exception
+    # A second, fresh session sees no uploaded model at all.
+    other = _choose_custom(_app())
+    assert "No model uploaded yet" in _texts(other.error)
+    # And the shared caches only ever hold registry backbones.
+    for fn in (cache._shared_backbone, cache._shared_extractor):
+        assert fn is not None
+    held = at.session_state["_custom_model"]
+    assert held.config_name.startswith("custom:")
+
+
+def test_concurrent_sessions_get_the_single_session_result():
+    """Four sessions extract at once (different layers); each equals a direct, single-run result."""
+    images = load_demo_set("shapes", per_class=10, size=64).images
+    layers = ["block1_pool", "block2_pool", "block3_pool", "block4_pool"]
+    backbone = load_backbone("demo-shapes")
+    expected = {}
+    for layer in layers:
+        fx = FeatureExtractor(backbone, [layer], ["avg", "max"])
+        expected[layer] = fx.extract(images).features
+
+    sessions = []
+    for layer in layers:
+        at = _app()
+        sessions.append((layer, at))
+    errors: list[BaseException] = []
+
+    def drive(layer: str, at: AppTest):
+        try:
+            block = layer.split("_")[0]
+            at.selectbox(key="fm_block").set_value(block).run()
+            at.selectbox(key="fm_layer").set_value(layer).run()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive, args=s) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    for layer, at in sessions:
+        assert not at.exception, [e.value for e in at.exception]
+        table = at.dataframe[0].value
+        assert len(table) == expected[layer][f"{layer}/avg"].shape[1]
+
+    # The pooled-features cache under concurrent use: identical to the single-session run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pooled(layer):
+        at = AppTest.from_function(_pooled_script, args=(layer,), default_timeout=180)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return layer, at.session_state["result"]
+
+    with ThreadPoolExecutor(4) as pool:
+        for layer, result in pool.map(pooled, layers):
+            for key, values in result.items():
+                np.testing.assert_allclose(values, expected[layer][key], rtol=1e-5, atol=1e-5)
+
+
+def _pooled_script(layer):
+    import streamlit as st
+
+    from ui import cache
+    from ui.state import BackboneConfig, ImageSet
+
+    demo = cache.demo_images("shapes", 10)
+    images = ImageSet(items=demo.images, names=demo.names, labels=demo.labels, digests=demo.digests,
+                      thumbnails=[], origin="demo")
+    config = BackboneConfig("demo-shapes", "pretrained", (64, 64))
+    feats = cache.pooled_features([layer], ["avg", "max"], images=images, config=config, show_progress=False)
+    st.session_state["result"] = feats.features
+
+
