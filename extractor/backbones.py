@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -441,7 +442,12 @@ def load_backbone(
             )
         model = _build(spec, size, None)
         try:
-            model.load_weights(path)
+            # Keras only *warns* when parts of a file don't match ("… will retain their freshly-
+            # initialized weights"): that would be random weights under a trained label, so any
+            # such warning is a refusal.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message=".*(freshly-initialized|Skipping|mismatch).*")
+                model.load_weights(path)
         except Exception as exc:
             raise WeightsUnavailableError(
                 f"weights file {path.name!r} does not fit {spec.name} ({type(exc).__name__}: "

@@ -154,3 +154,12 @@ def test_block_names_follow_each_family():
     assert {"conv2_block1", "conv5_block3"} <= blocks
     table = feature_layers(load_backbone("inceptionv3", weights="none", input_size=(75, 75)).model)
     assert table[-1].block == "mixed10" and table[0].block == "mixed0"
+
+
+def test_a_weights_file_that_only_partly_fits_is_refused(tmp_path):
+    """Keras only warns when part of a file doesn't match; that must never pass as trained weights."""
+    donor = keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg19.weights.h5"
+    donor.save_weights(path)
+    with pytest.raises(WeightsUnavailableError, match="does not fit vgg16"):
+        load_backbone("vgg16", weights=str(path), input_size=(32, 32))
