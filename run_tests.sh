@@ -15,7 +15,8 @@ bash ./run_app.sh --setup-only requirements-dev.txt
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         echo "Installing Debian's chromium for the browser test…"
-        apt-get update && apt-get install -y chromium
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq chromium
     else
         echo "run_tests.sh: /usr/bin/chromium is missing and apt-get cannot run as root here;" \
              "the browser test will be skipped (or fail under CI=true)." >&2
