@@ -1,14 +1,193 @@
-"""Layer selection page: a placeholder until the next step replaces it."""
+"""Layer selection: score every block layer × pooling on the user's labelled images, and recommend one.
+
+Layout only. One cached forward pass gives every layer and pooling (ui.analysis.fetch_features);
+extractor.scoring scores them (cross-validated k-NN and linear-probe accuracy, silhouette,
+effective rank); extractor.sweep.layer_costs times each layer (cached per backbone). The sweep
+runs behind a button and its result is kept in the session, so it survives reruns and pages.
+"""
+
+import time
 
 import streamlit as st
 
+from extractor import representative_layers
+from extractor.scoring import label_problem, recommend
+from ui import analysis as an
+from ui import state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
 
 st.title("Layer selection")
-st.info(
-    "Coming in the next step: a score for every layer × pooling (k-NN accuracy, silhouette, linear probe) to find the one that separates your classes best. "
-    "The sidebar choices (images, backbone, weights) already apply here.",
-    icon=":material/construction:",
+st.markdown(
+    "Which layer, and which pooling, give the best feature vectors **for your images**? The sweep extracts "
+    "every block's output with each pooling in one pass, then scores each vector: how often an image's "
+    "nearest neighbours share its class (**k-NN accuracy**), how well a linear classifier separates the "
+    "classes (**linear probe**, cross-validated), and how tight the classes are (**silhouette**). Deeper "
+    "layers usually know more about objects; earlier ones, about colours and textures."
 )
+
+NO_LABELS_HELP = (
+    "To score layers by accuracy the images need classes: upload a **.zip with one folder per class** "
+    "(cats/a.jpg, dogs/b.jpg, …) or pick a labelled demo set (shapes, digits, photos) in the sidebar. "
+    "Without labels the sweep shows what needs none: vector size, effective rank (how many directions "
+    "carry variance) and extraction time."
+)
+
+
+def multiselect(label, options, *, key, default, **kwargs):
+    value = st.multiselect(label, options, default=an.remembered(key, options, default), key=key, **kwargs)
+    an.remember(key, value)
+    return value
+
+
+def settings(blocks, table):
+    poolings = multiselect(
+        "Poolings to compare", list(an.POOLING_CHOICES), key="ls_poolings", default=list(an.DEFAULT_SWEEP_POOLINGS),
+        format_func=lambda p: an.POOLING_LABELS.get(p, p))
+    poolings = [p for p in an.POOLING_CHOICES if p in poolings]
+    if "flatten" in poolings:
+        by_name = {info.name: info for info in table}
+        sizes = ", ".join(f"{state.escape_markdown(name)}: {by_name[name].shape[0] * by_name[name].shape[1] * by_name[name].shape[2]:,}"
+                          for name in blocks[:3] if by_name[name].shape[0])
+        st.caption(f"flatten keeps every value of the map (H×W×C per image — {sizes}, …): big vectors, slow "
+                   "to score, and sensitive to where things sit in the image. Refused when it would not fit in memory.")
+    with st.expander("Scoring settings"):
+        c1, c2 = st.columns(2)
+        with c1:
+            k = state.persistent(st.slider, "k for k-NN", key="ls_k", default=5, min_value=1, max_value=15,
+                                 help="Each image takes the majority class of its k most similar images.")
+        with c2:
+            folds = state.persistent(st.slider, "Cross-validation folds", key="ls_folds", default=5, min_value=2,
+                                     max_value=10, help="Lowered automatically to the size of the smallest class.")
+    return poolings, int(k), int(folds)
+
+
+def run_sweep(blocks, poolings, k, folds, images, backbone, table, config, signature) -> None:
+    started = time.perf_counter()
+    with st.status(f"Sweeping {len(blocks)} layers × {len(poolings)} poolings on {len(images)} images…",
+                   expanded=True) as status:
+        st.write(f"Extracting features: one pass per batch for all {len(blocks) * len(poolings)} configurations…")
+        fetch = an.fetch_features(table, blocks, blocks, poolings, images=images, config=config)
+        feats = fetch.features
+        if not fetch.keys:
+            status.update(label="Nothing could be extracted", state="error")
+            st.error("No configuration could be extracted:\n\n" + state.bullet_list(sorted(set(fetch.skipped.values()))))
+            return
+        st.write("Timing each layer on a small probe batch…")
+        costs = an.layer_costs_cached(config.name, config.weights, tuple(config.input_size), tuple(blocks), backbone)
+        st.write("Scoring every configuration (cross-validated)…")
+        bar = st.progress(0.0)
+
+        def progress(done, total, key):
+            bar.progress(done / total, text=f"Scored {done} of {total}: {state.escape_markdown(key)}")
+
+        depths = {info.name: info.depth for info in table}
+        scores = an.score_sweep({key: feats.features[key] for key in fetch.keys}, feats.labels, depths=depths,
+                                costs_ms=costs, k=k, folds=folds, progress=progress)
+        result = an.SweepResult(
+            signature=signature, table=scores, recommendation=recommend(scores),
+            label_problem=scores.attrs.get("label_problem"), n_images=len(feats.names),
+            seconds=time.perf_counter() - started, layers=list(blocks), poolings=list(poolings),
+            skipped=dict(fetch.skipped), failures=list(feats.failures), rows=an.rows_id(config, images.digests))
+        st.session_state[an.SWEEP_RESULT_KEY] = result
+        status.update(label=f"Sweep done: {len(scores)} configurations in {result.seconds:.1f} s", state="complete",
+                      expanded=False)
+
+
+def use_in_export(layer: str, pooling: str) -> None:
+    st.session_state[an.EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling]}
+
+
+def show(result: an.SweepResult) -> None:
+    esc = state.escape_markdown
+    table = result.table
+    rec = result.recommendation
+    if result.failures:
+        st.warning(f"Left out ({len(result.failures)}):\n\n" + state.bullet_list(f"{n}: {w}" for n, w in result.failures),
+                   icon=":material/warning:")
+    if result.skipped:
+        st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")
+    if rec is not None:
+        st.success(an.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
+        b1, b2, _ = st.columns([2, 2, 3])
+        with b1:
+            if st.button(f"Use {esc(rec.layer)} / {rec.pooling} in Export", key="ls_use_best", type="primary",
+                         on_click=use_in_export, args=(rec.layer, rec.pooling)):
+                st.switch_page("pages/export.py")
+        cheaper = (rec.cheapest_layer, rec.cheapest_pooling) != (rec.layer, rec.pooling)
+        if cheaper:
+            with b2:
+                if st.button(f"Use the cheaper {esc(rec.cheapest_layer)} / {rec.cheapest_pooling}", key="ls_use_cheap",
+                             on_click=use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
+                    st.switch_page("pages/export.py")
+    else:
+        why = result.label_problem or "the images have no labels"
+        st.info(f"No accuracy scores: {state.escape_markdown(why)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
+
+    options = an.metric_options(table)
+    metric = state.persistent(st.radio, "Show", options, key="ls_metric", default=options[0], horizontal=True,
+                              format_func=lambda m: an.METRICS[m][0])
+    best = (rec.layer, rec.pooling) if rec is not None else None
+    # Side by side for a few layers; stacked when there are many, so the curve's labels fit.
+    many = table["layer"].nunique() > 8
+    left, right = (st.container(), st.container()) if many else st.columns([1, 1], gap="large")
+    with left:
+        st.markdown(f"**{an.METRICS[metric][0]}** per layer × pooling" + (" (outlined: recommended)" if best else ""))
+        st.altair_chart(an.metric_heatmap(table, metric, best=best), width="content")
+    with right:
+        st.markdown(f"**{an.METRICS[metric][0]}** over depth")
+        st.altair_chart(an.depth_curve(table, metric), width="stretch")
+    st.subheader("All scores")
+    st.dataframe(
+        an.display_table(table),
+        hide_index=True,
+        column_config={
+            "layer": st.column_config.TextColumn("Layer"),
+            "pooling": st.column_config.TextColumn("Pooling"),
+            "dim": st.column_config.NumberColumn("Dims", format="%d", help="Length of the feature vector."),
+            "linear_acc": st.column_config.ProgressColumn("Linear probe", min_value=0.0, max_value=1.0, format="percent",
+                                                          help="Cross-validated logistic-regression accuracy."),
+            "knn_acc": st.column_config.ProgressColumn("k-NN", min_value=0.0, max_value=1.0, format="percent",
+                                                       help="Cross-validated k-nearest-neighbour accuracy (cosine)."),
+            "silhouette": st.column_config.NumberColumn("Silhouette", format="%.3f",
+                                                        help="-1 to 1: how far apart the classes sit (cosine)."),
+            "effective_rank": st.column_config.NumberColumn("Effective rank", format="%.1f",
+                                                            help="Roughly how many directions carry the variance."),
+            "ms_per_image": st.column_config.NumberColumn("ms / image", format="%.2f",
+                                                          help="Time to extract this layer alone, per image (probe batch of 8)."),
+            "problem": st.column_config.TextColumn("Problem"),
+        },
+    )
+    n_lab = table.attrs.get("n_labelled") or 0
+    folds_note = " Accuracies are cross-validated (each image scored by a model that never saw it)." if n_lab else ""
+    st.caption(f"{result.n_images} images, {len(table)} configurations, {result.seconds:.1f} s.{folds_note} "
+               "Extraction time is measured per layer with the network cut there.")
+
+
+with state.page_guard("running the layer sweep"):
+    images = state.current_images()
+    backbone, table = state.current_backbone()
+    config = state.current_config()
+    blocks = [info.name for info in representative_layers(table, "block")]
+    poolings, k, folds = settings(blocks, table)
+    problem = label_problem(images.labels if images.has_labels else None)
+    if problem is not None:
+        st.info(f"{state.escape_markdown(problem)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
+    if not poolings:
+        st.info("Choose at least one pooling.", icon=":material/touch_app:")
+        st.stop()
+    rows = an.rows_id(config, images.digests)
+    signature = an.sweep_signature(rows, an.labels_id(images.labels), poolings, k, folds)
+    clicked = st.button(f"Run sweep ({len(blocks)} layers × {len(poolings)} poolings)", key="ls_run", type="primary",
+                        icon=":material/play_arrow:")
+    if clicked:
+        run_sweep(blocks, poolings, k, folds, images, backbone, table, config, signature)
+    result = st.session_state.get(an.SWEEP_RESULT_KEY)
+    if result is not None and result.signature == signature:
+        show(result)
+    elif result is not None:
+        st.info("The last sweep was run on other images or settings; press **Run sweep** for these.",
+                icon=":material/refresh:")
+    else:
+        st.caption("Press **Run sweep** to score every layer × pooling on the current images.")

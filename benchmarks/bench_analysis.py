@@ -1,0 +1,183 @@
+"""How fast the analysis pages answer: measured figures, printed, no assertions.
+
+1. Re-rendering the Embeddings page (AppTest, the default shapes set through demo-shapes) after
+   switching the pooling, the layers, or a display option, once the features are cached, and
+   how many forward passes that took (counted by wrapping ``FeatureExtractor._run``; target 0,
+   < 0.5 s per rerun).
+2. PCA of 2,000 × 2,048 features (target < 1 s).
+3. t-SNE of 2,000 points of 2,048 features (PCA to 50 first; target < 20 s).
+4. The full layer sweep on 600 shapes images through demo-shapes: extraction (one pass for
+   every block layer × avg/max/gem/avgmax), layer timing, scoring; and the best accuracy per block.
+
+Usage:
+    python benchmarks/bench_analysis.py            # everything
+    python benchmarks/bench_analysis.py --quick    # fewer reruns, 1,000 points, 210 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+APP = str(ROOT / "app.py")
+
+
+def features_like_cnn(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Non-negative, low-rank-plus-noise vectors with a decaying spectrum, like pooled ReLU features."""
+    rng = np.random.default_rng(seed)
+    rank = 64
+    basis = rng.normal(size=(rank, dim)) * (1.0 / np.arange(1, rank + 1))[:, None]
+    X = rng.normal(size=(n, rank)) @ basis + 0.05 * rng.normal(size=(n, dim))
+    return np.maximum(X, 0).astype(np.float32)
+
+
+def bench_rerender(repeats: int) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from extractor import FeatureExtractor
+
+    calls = {"n": 0}
+    original = FeatureExtractor._run
+
+    def counting(self, batch):
+        calls["n"] += 1
+        return original(self, batch)
+
+    FeatureExtractor._run = counting
+    try:
+        at = AppTest.from_file(APP, default_timeout=300)
+        start = time.perf_counter()
+        at.run()
+        at.switch_page("pages/embeddings.py").run()
+        first = time.perf_counter() - start
+        assert not at.exception, [e.value for e in at.exception]
+        print(f"Embeddings page, first open (network build + one forward pass + 6 PCA maps): {first:.2f} s, "
+              f"{calls['n']} forward passes")
+        # Warm every combination once (PCA maps are cached), then measure switching between them.
+        pools = [["avg", "max"], ["gem", "avgmax"], ["max"], ["avg", "gem"]]
+        layer_sets = [["block2_pool", "block3_pool", "block4_pool"], ["block1_pool", "block4_pool"], ["block4_pool"]]
+        for p in pools:
+            at.multiselect(key="emb_poolings").set_value(p).run()
+        for layers in layer_sets:
+            at.multiselect(key="emb_layers__demo-shapes").set_value(layers).run()
+        at.multiselect(key="emb_layers__demo-shapes").set_value(layer_sets[0]).run()
+        before = calls["n"]
+        timings: dict[str, list[float]] = {"pooling": [], "layers": [], "point size": [], "colour": []}
+        for r in range(repeats):
+            for p in pools:
+                t = time.perf_counter()
+                at.multiselect(key="emb_poolings").set_value(p).run()
+                timings["pooling"].append(time.perf_counter() - t)
+            at.multiselect(key="emb_poolings").set_value(["avg", "max"]).run()
+            for layers in layer_sets:
+                t = time.perf_counter()
+                at.multiselect(key="emb_layers__demo-shapes").set_value(layers).run()
+                timings["layers"].append(time.perf_counter() - t)
+            at.multiselect(key="emb_layers__demo-shapes").set_value(layer_sets[0]).run()
+            for size in (40, 120):
+                t = time.perf_counter()
+                at.slider(key="emb_point_size").set_value(size).run()
+                timings["point size"].append(time.perf_counter() - t)
+            for colour in ("none", "label"):
+                t = time.perf_counter()
+                at.radio(key="emb_color").set_value(colour).run()
+                timings["colour"].append(time.perf_counter() - t)
+        assert not at.exception, [e.value for e in at.exception]
+        print("Re-render after a switch, features cached (AppTest, whole script incl. sidebar; target < 0.5 s):")
+        for what, values in timings.items():
+            print(f"  {what:<11} median {statistics.median(values):.3f} s, max {max(values):.3f} s over {len(values)} reruns")
+        print(f"  forward passes during all of these: {calls['n'] - before} (target 0)")
+
+        # A new layer × pooling combination that was never drawn: only its PCA is new.
+        at.multiselect(key="emb_poolings").set_value(["avgmax"]).run()
+        at.multiselect(key="emb_layers__demo-shapes").set_value(["block1_pool", "block2_pool"]).run()
+        t = time.perf_counter()
+        at.multiselect(key="emb_layers__demo-shapes").set_value(["block1_pool", "block2_pool", "block3_pool"]).run()
+        print(f"  first view of a new layer (one new PCA map): {time.perf_counter() - t:.3f} s, "
+              f"forward passes so far {calls['n'] - before}")
+    finally:
+        FeatureExtractor._run = original
+
+
+def bench_maps(n: int) -> None:
+    from extractor.reduce import pca_2d, tsne_2d
+
+    X = features_like_cnn(n, 2048)
+    pca_2d(X[:200])  # import sklearn outside the timing
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        emb = pca_2d(X)
+        times.append(time.perf_counter() - t)
+    print(f"PCA of {n:,} × 2,048: best {min(times):.3f} s, median {statistics.median(times):.3f} s (target < 1 s); "
+          f"explained {emb.explained_variance[0]:.2f} + {emb.explained_variance[1]:.2f}")
+    t = time.perf_counter()
+    emb = tsne_2d(X)
+    print(f"t-SNE of {n:,} points × 2,048 (PCA to 50 first, 1,000 iterations): {time.perf_counter() - t:.1f} s "
+          f"(target < 20 s); notes: {' '.join(emb.notes)}")
+
+
+def bench_sweep(per_class: int, total: int) -> None:
+    from extractor import FeatureExtractor, load_backbone
+    from extractor.demo import load_demo_set
+    from extractor.scoring import recommend
+    from extractor.sweep import layer_costs, sweep_layers
+    from ui.analysis import score_sweep
+
+    demo = load_demo_set("shapes", per_class=per_class, size=64)
+    order = np.argsort([i % per_class for i in range(len(demo.images))], kind="stable")[:total]  # balanced cut
+    images = [demo.images[i] for i in order]
+    labels = [demo.labels[i] for i in order]
+    backbone = load_backbone("demo-shapes")
+    layers = sweep_layers(backbone)
+    poolings = ["avg", "max", "gem", "avgmax"]
+    start = time.perf_counter()
+    fx = FeatureExtractor(backbone, layers, poolings)
+    t = time.perf_counter()
+    t_build = t - start
+    result = fx.extract(images, batch_size=32)
+    t_extract = time.perf_counter() - t
+    t = time.perf_counter()
+    probe = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    costs = layer_costs(backbone, layers, probe)
+    t_costs = time.perf_counter() - t
+    t = time.perf_counter()
+    depths = {name: i for i, name in enumerate(layers)}
+    table = score_sweep(result.features, labels, depths=depths, costs_ms=costs)
+    t_score = time.perf_counter() - t
+    total_s = time.perf_counter() - start
+    print(f"Full sweep on {len(images)} shapes images ({len(layers)} layers × {len(poolings)} poolings = "
+          f"{len(table)} configurations) through demo-shapes: {total_s:.1f} s in all")
+    print(f"  extractor build {t_build:.1f} s · extraction (one pass per batch, all 16 outputs) {t_extract:.1f} s · "
+          f"layer timing {t_costs:.1f} s · "
+          f"scoring (5-fold k-NN + linear probe + silhouette) {t_score:.1f} s")
+    best = table.groupby("layer", sort=False).agg(linear=("linear_acc", "max"), knn=("knn_acc", "max"),
+                                                  silhouette=("silhouette", "max"), ms=("ms_per_image", "first"))
+    print("  best per block:   linear probe   k-NN   silhouette   ms/image")
+    for layer, row in best.iterrows():
+        print(f"    {layer:<12} {row['linear']:>12.1%} {row['knn']:>6.1%} {row['silhouette']:>12.2f} {row['ms']:>10.2f}")
+    rec = recommend(table)
+    print(f"  recommendation: {rec.layer} / {rec.pooling} — {rec.reason}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer reruns, 1,000 points, 210 images")
+    args = parser.parse_args()
+    bench_rerender(1 if args.quick else 3)
+    bench_maps(1000 if args.quick else 2000)
+    bench_sweep(30 if args.quick else 86, 210 if args.quick else 600)
+
+
+if __name__ == "__main__":
+    main()
