@@ -260,7 +260,7 @@ class FeatureExtractor:
             raise ExtractionRequestError(f"batch size must be a positive integer; got {batch_size!r}.")
         items = inputs if isinstance(inputs, Sequence) else list(inputs)
         total = len(items)
-        self._check_memory(total)
+        self.check_memory(total)
         start = time.perf_counter()
         workers = workers or min(4, os.cpu_count() or 2)
         chunks: dict[str, list[np.ndarray]] = {key: [] for key in self.keys}
@@ -302,7 +302,7 @@ class FeatureExtractor:
                         names.append(name)
                         labels.append(label)
                     done += len(group)
-                    self._check_memory(len(names))
+                    self.check_memory(len(names))
                     if progress is not None:
                         progress(done, total)
         if progress is not None:
@@ -335,7 +335,8 @@ class FeatureExtractor:
         stride = info.stride or 1
         return (self.input_size[0] // stride, self.input_size[1] // stride, info.shape[2])
 
-    def _check_memory(self, n_images: int) -> None:
+    def check_memory(self, n_images: int) -> None:
+        """Refuse (RawMapsTooLargeError) when ``none``/``flatten`` outputs for ``n_images`` exceed the cap."""
         per_image = 0
         for info in self.layer_infos:
             h, w, c = self._shape_at_input(info)

@@ -666,6 +666,11 @@ def recommend(table: pd.DataFrame) -> Recommendation | None:
     )
 
 
+def _duration(seconds: float) -> str:
+    """Per-image extraction times are milliseconds; whole sweeps are seconds."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def _name(row) -> str:
     return f"{row['layer']} with {row['pooling']} pooling" if row["pooling"] else str(row["layer"])
 
@@ -693,7 +698,7 @@ def _reason(t: pd.DataFrame, best, cheap, metric: str, other: str | None, attrs:
         else:
             size = "with vectors of the same size"
             if math.isfinite(cheap["_secs"]) and math.isfinite(best["_secs"]):
-                size += f", extracted faster ({cheap['_secs']:.1f} s vs {best['_secs']:.1f} s)"
+                size += f", extracted faster ({_duration(cheap['_secs'])} vs {_duration(best['_secs'])})"
         parts.append(
             f"For a cheaper vector, {_name(cheap)} gets {cheap['_score']:.1%} {size}, "
             f"only {gap:.1f} points lower."

@@ -348,6 +348,10 @@ def pooled_features(
     config = config if config is not None else state.current_config()
     layers_t, poolings_t = tuple(layers), tuple(poolings)
     n = len(images)
+    # The core checks its raw-map / flatten memory cap per call, and calls here are chunks of
+    # 64 images: check the whole set once first, or a large set would slip under the cap.
+    get_extractor(config.name, config.weights, config.input_size, layers_t, poolings_t, config.precision,
+                  config.resize).check_memory(n)
     starts = list(range(0, n, _CHUNK))
     bar = st.progress(0.0, text=f"Extracting features of {n} images…") if show_progress and len(starts) > 1 else None
     chunks: list[_Chunk] = []
