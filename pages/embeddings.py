@@ -31,21 +31,15 @@ st.markdown(
 )
 
 
-def multiselect(container, label, options, *, key, default, **kwargs):
-    """A multiselect that keeps its last choice across reruns and pages (see ui.analysis.remembered)."""
-    value = container.multiselect(label, options, default=an.remembered(key, options, default), key=key, **kwargs)
-    an.remember(key, value)
-    return value
-
 
 def choose(blocks: list[str], backbone_name: str, has_labels: bool):
     layer_col, pool_col = st.columns([3, 2])
-    layers = multiselect(
-        layer_col, "Layers (block outputs)", blocks, key=an.widget_key("emb_layers", backbone_name),
+    layers = state.persistent(
+        layer_col.multiselect, "Layers (block outputs)", blocks, key=an.widget_key("emb_layers", backbone_name),
         default=an.default_map_layers(blocks),
         help="One layer per block of the network: the block's output. Listed input side first.")
-    poolings = multiselect(
-        pool_col, "Poolings", list(an.POOLING_CHOICES), key="emb_poolings", default=list(an.DEFAULT_MAP_POOLINGS),
+    poolings = state.persistent(
+        pool_col.multiselect, "Poolings", list(an.POOLING_CHOICES), key="emb_poolings", default=list(an.DEFAULT_MAP_POOLINGS),
         format_func=lambda p: an.POOLING_LABELS.get(p, p),
         help="How a layer's H×W×C maps become one vector per image. flatten keeps every value: large and slow.")
     layers = [name for name in blocks if name in layers]  # depth order, whatever the click order

@@ -26,11 +26,6 @@ st.markdown(
 )
 
 
-def multiselect(label, options, *, key, default, **kwargs):
-    value = st.multiselect(label, options, default=an.remembered(key, options, default), key=key, **kwargs)
-    an.remember(key, value)
-    return value
-
 
 def choose(table, blocks, images, config):
     all_layers = [info.name for info in table]
@@ -47,11 +42,11 @@ def choose(table, blocks, images, config):
                  icon=":material/check:")
     c1, c2 = st.columns([3, 2])
     with c1:
-        layers = multiselect("Layers", all_layers, key=layers_key, default=layers0,
+        layers = state.persistent(st.multiselect, "Layers", all_layers, key=layers_key, default=layers0,
                              help="Any layer with feature maps, input side first; block outputs are what the other "
                                   "pages compare.")
     with c2:
-        poolings = multiselect("Poolings", list(an.POOLING_CHOICES), key="ex_poolings", default=poolings0,
+        poolings = state.persistent(st.multiselect, "Poolings", list(an.POOLING_CHOICES), key="ex_poolings", default=poolings0,
                                format_func=lambda p: an.POOLING_LABELS.get(p, p))
     if result is not None and result.recommendation is not None:
         rec = result.recommendation

@@ -35,15 +35,10 @@ NO_LABELS_HELP = (
 )
 
 
-def multiselect(label, options, *, key, default, **kwargs):
-    value = st.multiselect(label, options, default=an.remembered(key, options, default), key=key, **kwargs)
-    an.remember(key, value)
-    return value
-
 
 def settings(blocks, table):
-    poolings = multiselect(
-        "Poolings to compare", list(an.POOLING_CHOICES), key="ls_poolings", default=list(an.DEFAULT_SWEEP_POOLINGS),
+    poolings = state.persistent(
+        st.multiselect, "Poolings to compare", list(an.POOLING_CHOICES), key="ls_poolings", default=list(an.DEFAULT_SWEEP_POOLINGS),
         format_func=lambda p: an.POOLING_LABELS.get(p, p))
     poolings = [p for p in an.POOLING_CHOICES if p in poolings]
     if "flatten" in poolings:

@@ -69,13 +69,17 @@ def test_remembered_choice_of_a_multiselect():
         import streamlit as st
 
         from ui import analysis as an
+        from ui.state import persistent
 
-        first = an.remembered("k", ["a", "b", "c"], ["b"])
+        def multiselect(label, options, default, key):  # records what the widget is handed
+            return list(default)
+
+        first = persistent(multiselect, "L", ["a", "b", "c"], key="k", default=["b"])
         an.remember("k", ["c", "a"])
-        kept = an.remembered("k", ["a", "b", "c"], ["b"])
-        gone = an.remembered("k", ["x", "y"], ["y", "z"])  # another backbone: its default
+        kept = persistent(multiselect, "L", ["a", "b", "c"], key="k", default=["b"])
+        gone = persistent(multiselect, "L", ["x", "y"], key="k", default=["y", "z"])  # another backbone: its default
         an.remember("k", [])
-        empty = an.remembered("k", ["a"], ["a"])  # emptied on purpose stays empty
+        empty = persistent(multiselect, "L", ["a"], key="k", default=["a"])  # emptied on purpose stays empty
         st.session_state["out"] = (first, kept, gone, empty)
 
     at = AppTest.from_function(script, default_timeout=30)

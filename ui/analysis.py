@@ -83,7 +83,6 @@ __all__ = [
     "digest_of",
     "rows_id",
     "labels_id",
-    "remembered",
     "remember",
     "widget_key",
     "default_map_layers",
@@ -216,25 +215,8 @@ def labels_id(labels: Sequence[str | None] | None) -> str:
     return digest_of("labels", None if labels is None else tuple(labels))
 
 
-def remembered(key: str, options: Sequence, default: Sequence) -> list:
-    """The last choice of a multiselect (``st.multiselect(..., default=remembered(...), key=key)``).
-
-    ``ui.state.persistent`` serves single-choice widgets; a multiselect takes ``default=`` instead
-    of ``index=``/``value=``, so its memo is read here and written by :func:`remember` (same
-    memo key, same reason: the choice survives page switches and ``st.stop()``). Choices no
-    longer among ``options`` are dropped; if none is left, ``default`` (filtered likewise).
-    """
-    options = list(options)
-    fallback = [o for o in default if o in options]
-    held = st.session_state.get(f"_choice__{key}")
-    if held is None:
-        return fallback
-    chosen = [o for o in held if o in options]
-    return chosen if chosen or not held else fallback  # emptied on purpose stays empty
-
-
 def remember(key: str, value: Sequence) -> None:
-    """Store a multiselect's value under the same memo key ``ui.state.persistent`` uses."""
+    """Set a widget's remembered choice (the memo ``ui.state.persistent`` reads), e.g. from a recommendation."""
     st.session_state[f"_choice__{key}"] = list(value)
 
 

@@ -162,8 +162,9 @@ def init_state() -> None:
 def persistent(widget, label: str, options: Sequence | None = None, *, key: str, default, **kwargs):
     """Draw a page widget that keeps its last choice, and return the value.
 
-    ``widget`` is ``st.selectbox``/``st.radio`` (given ``index=``), ``st.select_slider`` (``value=``
-    among ``options``) or ``st.slider``/``st.number_input`` (``value=``), on ``st`` or on a column.
+    ``widget`` is ``st.selectbox``/``st.radio`` (given ``index=``), ``st.multiselect`` (``default=``, a
+    list), ``st.select_slider`` (``value=`` among ``options``) or ``st.slider``/``st.number_input``
+    (``value=``), on ``st`` or on a column.
     The choice is remembered under a separate, non-widget key and handed back to the widget as
     its starting value on every run. Why not only the widget key: after a run that ends in
     ``st.stop()`` before the widget is drawn, the browser forgets the widget while the server
@@ -176,8 +177,19 @@ def persistent(widget, label: str, options: Sequence | None = None, *, key: str,
     whose label changed under it shows as no selection at all.
     """
     memo = f"_choice__{key}"
-    current = st.session_state.get(memo, default)
     name = getattr(widget, "__name__", "")
+    if name == "multiselect":
+        # Several choices: those no longer among the options are dropped; if none is left, the
+        # default (filtered likewise). A selection emptied on purpose stays empty.
+        options = list(options)
+        held = st.session_state.get(memo)
+        chosen = [o for o in (held or []) if o in options]
+        if held is None or (held and not chosen):
+            chosen = [o for o in default if o in options]
+        value = widget(label, options, default=chosen, key=key, **kwargs)
+        st.session_state[memo] = list(value)
+        return value
+    current = st.session_state.get(memo, default)
     if options is not None:
         options = list(options)
         if current not in options:
