@@ -214,7 +214,7 @@ def main() -> None:
             print(f"end-to-end ÷ seed method                        : {row['e2e_ips'] / row['seed_ips']:8.1f}×  (target ≥ 10)")
             print(f"all {row['all_layers']} feature-map layers ÷ one layer        : {row['all_over_one']:8.2f}   (target ≤ 2)")
             print(f"bfloat16 speed-up over float32                  : {row['bf16_speedup']:8.2f}×  (target ≥ 1.8 where supported)")
-            print(f"bfloat16 vs float32 cosine similarity           : min {row['bf16_cosine_min']:.4f}, mean {row['bf16_cosine_mean']:.4f}")
+            print(f"bfloat16 vs float32 cosine similarity           : min {row['bf16_cosine_min']:.6f}, mean {row['bf16_cosine_mean']:.6f}")
             mem = ", ".join(f"{n} images: {mib:.0f} MiB" for n, mib in row["peak_mib"].items())
             print(f"peak resident memory                            : {mem}")
             sys.stdout.flush()
