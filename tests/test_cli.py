@@ -139,3 +139,21 @@ def test_real_entry_point_in_a_fresh_process(tmp_path, image_folder):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "wrote 3 images" in proc.stdout
+
+
+def test_inspect_model_exit_codes(capsys, tmp_path):
+    import keras
+
+    good = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(2, 3, name="c")])
+    good.save(tmp_path / "good.keras")
+    evil = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Lambda(lambda x: x + 1, name="evil")])
+    evil.save(tmp_path / "evil.keras")
+
+    code, out, _ = run(capsys, "inspect-model", str(tmp_path / "good.keras"))
+    assert code == 0 and out.startswith("ACCEPTED")
+    code, out, _ = run(capsys, "inspect-model", str(tmp_path / "evil.keras"))
+    assert code == 3 and out.startswith("REFUSED") and "Lambda" in out
+    code, out, _ = run(capsys, "inspect-model", str(tmp_path / "evil.keras"), "--json")
+    assert code == 3 and json.loads(out)["accepted"] is False
+    code, _, err = run(capsys, "inspect-model", str(tmp_path / "missing.keras"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
