@@ -89,3 +89,16 @@ def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | No
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def settle(page) -> None:
+    """Wait until the app's script has finished its run."""
+    page.wait_for_selector(READY, timeout=STEP_MS)
+
+
+def no_exception(page) -> None:
+    """The one thing that must never show: an exception box, or the app's generic failure message."""
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_text("Something went wrong")).to_have_count(0)

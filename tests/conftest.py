@@ -88,3 +88,19 @@ def _no_downloads(monkeypatch):
 def keras_home() -> Path:
     """The private, initially empty Keras cache every test runs against."""
     return _KERAS_HOME
+
+
+@pytest.fixture
+def forward_counter(monkeypatch):
+    """Counts every forward pass of every FeatureExtractor (cached ones included)."""
+    from extractor import FeatureExtractor
+
+    calls = {"n": 0}
+    original = FeatureExtractor._run
+
+    def counting(self, batch):
+        calls["n"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(FeatureExtractor, "_run", counting)
+    return calls

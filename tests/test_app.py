@@ -14,31 +14,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app_support import APP, assert_clean, open_app, png, texts
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ROOT = Path(APP).parent
 PAGES = ["pages/feature_maps.py", "pages/embeddings.py", "pages/layer_selection.py", "pages/export.py"]
-GENERIC = "Something went wrong"
-
-
-def _app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    _assert_clean(at)
-    return at
-
-
-def _assert_clean(at: AppTest) -> None:
-    """No uncaught exception, and no generic 'something went wrong' message either."""
-    assert not at.exception, [e.value for e in at.exception]
-    generic = [e.value for e in at.error if GENERIC in e.value]
-    assert not generic, generic
-
-
-def _texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
 
 
 def _demo_image(i: int) -> tuple[np.ndarray, str]:
@@ -49,26 +30,6 @@ def _demo_image(i: int) -> tuple[np.ndarray, str]:
     return image, array_digest(image)
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture
-def forward_counter(monkeypatch):
-    """Counts every forward pass of every FeatureExtractor (cached ones included)."""
-    calls = {"n": 0}
-    original = FeatureExtractor._run
-
-    def counting(self, batch):
-        calls["n"] += 1
-        return original(self, batch)
-
-    monkeypatch.setattr(FeatureExtractor, "_run", counting)
-    return calls
-
-
 @pytest.fixture
 def offline(monkeypatch):
     """The weights host cannot be reached (without touching the network)."""
@@ -76,7 +37,7 @@ def offline(monkeypatch):
 
 
 def test_default_opens_on_feature_maps_with_something_to_see():
-    at = _app()
+    at = open_app()
     assert at.title[0].value == "Feature maps"
     # the default: demo-shapes with its shipped weights, the shapes set, a mid-depth layer
     assert at.selectbox(key="sb_backbone").value == "demo-shapes"
@@ -98,12 +59,12 @@ def test_default_opens_on_feature_maps_with_something_to_see():
 
 
 def test_resize_policy_and_precision_apply():
-    at = _app()
+    at = open_app()
     before = at.dataframe[0].value
     at.radio(key="sb_resize").set_value("pad")
     at.radio(key="sb_precision").set_value("bfloat16")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     after = at.dataframe[0].value
     assert len(after) == len(before) == 32
     assert "(pad)" in " ".join(" ".join(img.captions) for img in at.get("image"))
@@ -112,44 +73,44 @@ def test_resize_policy_and_precision_apply():
 def test_pages_opened_directly_keep_the_sidebar_and_its_choices():
     # With a pages/ folder, AppTest.switch_page (like a fresh server's first deep link) runs the
     # page file on its own; ensure_shell() must still draw the sidebar, with the user's choices.
-    at = _app()
+    at = open_app()
     at.selectbox(key="sb_backbone").set_value("vgg16")
     at.radio(key="sb_weights").set_value("random")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     at.switch_page("pages/embeddings.py").run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.selectbox(key="sb_backbone").value == "vgg16"
     assert at.radio(key="sb_weights").value == "random"
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens(page):
-    at = _app()
+    at = open_app()
     at.switch_page(page).run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.title, f"{page} shows a title"
     # the sidebar is drawn by app.py on every page
     assert at.selectbox(key="sb_backbone").value == "demo-shapes"
 
 
 def test_switch_backbone_layer_and_image_matches_feature_extractor():
-    at = _app()
+    at = open_app()
     at.selectbox(key="sb_backbone").set_value("vgg16")
     at.radio(key="sb_weights").set_value("random")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     at.number_input(key="sb_input_size__vgg16").set_value(64)
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     at.selectbox(key="fm_block").set_value("block3")
     at.run()
     at.selectbox(key="fm_layer").set_value("block3_conv1")
     image, digest = _demo_image(3)
     at.selectbox(key="fm_image").set_value(digest)
     at.run()
-    _assert_clean(at)
-    assert any("Random weights — not trained" in t for t in _texts(at.sidebar.markdown)), "the weights badge is honest"
+    assert_clean(at)
+    assert any("Random weights — not trained" in t for t in texts(at.sidebar.markdown)), "the weights badge is honest"
 
     first = at.dataframe[0].value.iloc[0]
     fx = FeatureExtractor(load_backbone("vgg16", weights="none", input_size=(64, 64)), ["block3_conv1"], ["avg", "max"])
@@ -160,11 +121,11 @@ def test_switch_backbone_layer_and_image_matches_feature_extractor():
     np.testing.assert_allclose(first["mean"], avg[top], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(first["max"], mx[top], rtol=1e-4, atol=1e-5)
     assert "vgg16.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))" in at.code[0].value
-    assert any("16×16 positions × 256 channels" in t for t in _texts(at.caption))
+    assert any("16×16 positions × 256 channels" in t for t in texts(at.caption))
 
 
 def test_display_options_do_not_rerun_the_network(forward_counter):
-    at = _app()
+    at = open_app()
     before = forward_counter["n"]
     changes = [
         (at.select_slider, "fm_count", "all"),
@@ -177,26 +138,26 @@ def test_display_options_do_not_rerun_the_network(forward_counter):
     for widgets, key, value in changes:
         widgets(key=key).set_value(value)
         at.run()
-        _assert_clean(at)
+        assert_clean(at)
         assert widgets(key=key).value == value
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert forward_counter["n"] == before, "a display option re-ran the network"
     # and a new layer of the same block is served from the same forward pass
     at.selectbox(key="fm_layer").set_value("block2_conv1")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert forward_counter["n"] == before
 
 
 def test_upload_good_and_corrupt_file():
-    at = _app()
+    at = open_app()
     at.radio(key="sb_source").set_value("upload")
     at.run()
-    _assert_clean(at)
-    assert any("Upload images" in t for t in _texts(at.info))
+    assert_clean(at)
+    assert any("Upload images" in t for t in texts(at.info))
 
-    good = _png(np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    good = png(np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8))
     frames = [Image.fromarray(np.full((24, 24, 3), v, np.uint8)) for v in (30, 200)]
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
@@ -206,30 +167,30 @@ def test_upload_good_and_corrupt_file():
         ("moving.gif", gif.getvalue(), "image/gif"),
     ])
     at.run()
-    _assert_clean(at)
-    warnings = " ".join(_texts(at.warning))
+    assert_clean(at)
+    warnings = " ".join(texts(at.warning))
     assert "broken" in warnings and "good" not in warnings and "moving" not in warnings
     picker = at.selectbox(key="fm_image")
     assert picker.options == ["good.png", "moving.gif"]
     assert len(at.dataframe) == 1  # the page shows the good image's maps
-    notes = " ".join(_texts(at.sidebar.markdown))
+    notes = " ".join(texts(at.sidebar.markdown))
     assert "animated GIF" in notes and "first of 2 frames" in notes
 
 
 def test_imagenet_weights_offline_show_a_clear_error(offline, keras_home):
-    at = _app()
+    at = open_app()
     at.selectbox(key="sb_backbone").set_value("vgg16")
     at.run()
     assert not at.exception
-    errors = _texts(at.error)
+    errors = texts(at.error)
     assert any("ImageNet weights for vgg16 are not available" in e for e in errors), errors
     assert not any(str(keras_home) in e for e in errors), "a server path reached the browser"
-    assert any("Random" in t for t in _texts(at.info)), "the way out is offered"
+    assert any("Random" in t for t in texts(at.info)), "the way out is offered"
     # the app stays usable: random weights work right away
     at.radio(key="sb_weights").set_value("random")
     at.number_input(key="sb_input_size__vgg16").set_value(64)
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.error
     assert len(at.dataframe) == 1
 
@@ -249,7 +210,7 @@ def test_pooled_features_api_matches_the_extractor_and_is_cached(forward_counter
 
     at = AppTest.from_function(script, default_timeout=180)
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     feats = at.session_state["result"]
     demo = load_demo_set("shapes", per_class=10, size=64)  # the app's default image set
     assert feats.names == demo.names and feats.labels == demo.labels and feats.indices == list(range(70))
@@ -268,7 +229,7 @@ def test_cached_values_never_carry_a_file_name():
     from ui import cache
 
     bad = ImageSource.from_bytes("secret_holiday_name.png", b"\x89PNG\r\n\x1a\nbroken")
-    good = ImageSource.from_bytes("another_private_name.png", _png(np.zeros((8, 8, 3), np.uint8)))
+    good = ImageSource.from_bytes("another_private_name.png", png(np.zeros((8, 8, 3), np.uint8)))
     decoded = cache.decode_thumbnails((bad.digest, good.digest), [bad, good])
     assert decoded[0].thumbnail is None and decoded[0].error
     assert decoded[1].thumbnail is not None

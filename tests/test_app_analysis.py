@@ -9,7 +9,6 @@ give a clear message and never an exception. Default set: the shapes demo throug
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,45 +16,18 @@ from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+from app_support import assert_clean, open_app, png, texts
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 from extractor.export import read_features
 from extractor.reduce import pca_2d
 from extractor.scoring import knn_accuracy, silhouette
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-GENERIC = "Something went wrong"
 EMB, LS, EX = "pages/embeddings.py", "pages/layer_selection.py", "pages/export.py"
-
-
-def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    _assert_clean(at)
-    if page:
-        at.switch_page(page).run()
-        _assert_clean(at)
-    return at
-
-
-def _assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    generic = [e.value for e in at.error if GENERIC in e.value]
-    assert not generic, generic
-
-
-def _texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
 
 
 def _charts(at: AppTest) -> list:
     return at.get("vega_lite_chart")
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> None:
@@ -63,26 +35,13 @@ def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> None:
     at.run()
     at.file_uploader(key="sb_upload").set_value([(name, data, "image/png") for name, data in files])
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
 
 
 def _demo_features(layer: str, poolings=("avg",), per_class: int = 10):
     demo = load_demo_set("shapes", per_class=per_class, size=64)
     fx = FeatureExtractor(load_backbone("demo-shapes"), [layer], list(poolings))
     return fx.extract(demo.images).features, demo
-
-
-@pytest.fixture
-def forward_counter(monkeypatch):
-    calls = {"n": 0}
-    original = FeatureExtractor._run
-
-    def counting(self, batch):
-        calls["n"] += 1
-        return original(self, batch)
-
-    monkeypatch.setattr(FeatureExtractor, "_run", counting)
-    return calls
 
 
 @pytest.fixture
@@ -103,12 +62,12 @@ def downloads(monkeypatch):
 # ---- Embeddings --------------------------------------------------------------------------------
 
 def test_embeddings_default_matches_the_core():
-    at = _app(EMB)
+    at = open_app(EMB)
     assert at.title[0].value == "Embeddings"
     assert at.multiselect(key="emb_layers__demo-shapes").value == ["block2_pool", "block3_pool", "block4_pool"]
     assert at.multiselect(key="emb_poolings").value == ["avg", "max"]
     assert len(_charts(at)) >= 1 + 6 + 1  # legend, 3 layers × 2 poolings, overlap heatmap
-    captions = _texts(at.caption)
+    captions = texts(at.caption)
 
     feats, demo = _demo_features("block4_pool", ("avg", "max"))
     X = feats["block4_pool/avg"]
@@ -122,7 +81,7 @@ def test_embeddings_default_matches_the_core():
     # neighbours: the first image under block4_pool/max, checked against cosine similarity directly
     at.selectbox(key="emb_nn_config").set_value("block4_pool/max")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     U = feats["block4_pool/max"] / np.linalg.norm(feats["block4_pool/max"], axis=1, keepdims=True)
     sims = U @ U[0]
     sims[0] = -np.inf
@@ -134,7 +93,7 @@ def test_embeddings_default_matches_the_core():
     assert [float(c.split(" · ")[0].removeprefix("cos ")) for c in shown] == pytest.approx(sims[top], abs=6e-4)
 
     # the overlap matrix is there, with the random baseline explained
-    assert any("nearest neighbours" in m and "unrelated" in m for m in _texts(at.markdown))
+    assert any("nearest neighbours" in m and "unrelated" in m for m in texts(at.markdown))
 
 
 def test_display_options_and_switching_poolings_never_rerun_the_network(forward_counter, monkeypatch):
@@ -148,7 +107,7 @@ def test_display_options_and_switching_poolings_never_rerun_the_network(forward_
         return original(X, method, **kw)
 
     monkeypatch.setattr(an, "embed", counting)
-    at = _app(EMB)
+    at = open_app(EMB)
     passes, maps = forward_counter["n"], embeds["n"]
     at.slider(key="emb_point_size").set_value(150)
     at.run()
@@ -156,52 +115,52 @@ def test_display_options_and_switching_poolings_never_rerun_the_network(forward_
     at.run()
     at.radio(key="emb_color").set_value("none")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert (forward_counter["n"], embeds["n"]) == (passes, maps), "a display option recomputed features or maps"
     # another pooling or layer: same cached forward pass (all block layers × global poolings at once)
     at.multiselect(key="emb_poolings").set_value(["gem", "avgmax"])
     at.run()
     at.multiselect(key="emb_layers__demo-shapes").set_value(["block1_pool", "block4_pool"])
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert forward_counter["n"] == passes
     assert len(_charts(at)) == 4 + 1  # colour "none": no legend; 2 × 2 maps and the overlap heatmap
 
 
 def test_tsne_with_few_images_lowers_the_perplexity(downloads):
-    at = _app()
+    at = open_app()
     at.slider(key="sb_per_class").set_value(2)  # 14 images
     at.run()
     at.switch_page(EMB).run()
-    _assert_clean(at)
+    assert_clean(at)
     at.radio(key="emb_method").set_value("tsne")
     at.run()
-    _assert_clean(at)
-    assert any("Compute t-SNE maps" in t for t in _texts(at.info)), "t-SNE waits for its button"
+    assert_clean(at)
+    assert any("Compute t-SNE maps" in t for t in texts(at.info)), "t-SNE waits for its button"
     at.multiselect(key="emb_layers__demo-shapes").set_value(["block4_pool"])
     at.run()
     at.button(key="emb_compute").click()
     at.run()
-    _assert_clean(at)
-    captions = " ".join(_texts(at.caption))
+    assert_clean(at)
+    captions = " ".join(texts(at.caption))
     assert "Perplexity lowered from 30 to 4.3 because there are only 14 images." in captions
-    assert not any("Compute t-SNE maps" in t for t in _texts(at.info))
+    assert not any("Compute t-SNE maps" in t for t in texts(at.info))
     assert len(_charts(at)) >= 1 + 2
     # the t-SNE maps computed here are offered on the Export page, next to PCA
     at.switch_page(EX).run()
-    _assert_clean(at)
+    assert_clean(at)
     header = downloads["layer_explorer_maps.csv"].decode().splitlines()[0]
     assert header == ("path,label,block4_pool/avg pca_x,block4_pool/avg pca_y,"
                       "block4_pool/avg tsne perplexity=30_x,block4_pool/avg tsne perplexity=30_y")
 
 
 def test_two_images_give_a_clear_message_per_map():
-    at = _app()
+    at = open_app()
     rng = np.random.default_rng(0)
-    _upload(at, [(f"photo_{i}.png", _png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))) for i in range(2)])
+    _upload(at, [(f"photo_{i}.png", png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))) for i in range(2)])
     at.switch_page(EMB).run()
-    _assert_clean(at)
-    warnings = _texts(at.warning)
+    assert_clean(at)
+    warnings = texts(at.warning)
     assert len(warnings) == 6 and all("at least 3 images; you have 2" in w for w in warnings), warnings
     assert len(_charts(at)) == 1  # only the overlap heatmap: no map drawn from nothing
 
@@ -214,24 +173,24 @@ def test_copies_of_one_image_give_a_clear_message():
         buf = io.BytesIO()
         pixels.save(buf, format=fmt)
         files.append((f"copy.{ext}", buf.getvalue()))
-    at = _app()
+    at = open_app()
     _upload(at, files)
-    assert "3 images" in " ".join(_texts(at.sidebar.caption))
+    assert "3 images" in " ".join(texts(at.sidebar.caption))
     at.switch_page(EMB).run()
-    _assert_clean(at)
-    warnings = _texts(at.warning)
+    assert_clean(at)
+    warnings = texts(at.warning)
     assert warnings and all("same feature vector" in w for w in warnings), warnings
 
 
 # ---- Layer selection ---------------------------------------------------------------------------
 
 def test_sweep_on_shapes_recommends_a_deep_layer_and_feeds_export(downloads):
-    at = _app(LS)
+    at = open_app(LS)
     assert at.multiselect(key="ls_poolings").value == ["avg", "max", "gem", "avgmax"]
     assert not at.success
     at.button(key="ls_run").click()
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     table = at.dataframe[0].value
     assert len(table) == 4 * 4
     best = table.groupby("layer")["linear_acc"].max()
@@ -244,24 +203,24 @@ def test_sweep_on_shapes_recommends_a_deep_layer_and_feeds_export(downloads):
     row = table[(table["layer"] == "block4_pool") & (table["pooling"] == "avg")].iloc[0]
     assert row["knn_acc"] == pytest.approx(knn_accuracy(feats["block4_pool/avg"], demo.labels))
 
-    success = _texts(at.success)
+    success = texts(at.success)
     assert len(success) == 1 and "block4\\_pool" in success[0] and "linear\\-probe accuracy" in success[0]
     assert len(_charts(at)) == 2  # heatmap and curve
     at.radio(key="ls_metric").set_value("silhouette")
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert len(_charts(at)) == 2
 
     # the result survives a trip to another page and back
     at.switch_page(EMB).run()
     at.switch_page(LS).run()
-    _assert_clean(at)
-    assert len(_texts(at.success)) == 1
+    assert_clean(at)
+    assert len(texts(at.success)) == 1
 
     # "Use this in Export" opens Export with that choice
     at.button(key="ls_use_best").click()
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert at.title[0].value == "Export"
     assert at.multiselect(key="ex_layers__demo-shapes").value == ["block4_pool"]
     pooling = at.multiselect(key="ex_poolings").value
@@ -271,18 +230,18 @@ def test_sweep_on_shapes_recommends_a_deep_layer_and_feeds_export(downloads):
 
 
 def test_unlabelled_uploads_get_unsupervised_scores_and_a_hint():
-    at = _app()
+    at = open_app()
     rng = np.random.default_rng(2)
-    _upload(at, [(f"img_{i}.png", _png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))) for i in range(6)])
+    _upload(at, [(f"img_{i}.png", png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))) for i in range(6)])
     at.switch_page(LS).run()
-    _assert_clean(at)
-    infos = " ".join(_texts(at.info))
+    assert_clean(at)
+    infos = " ".join(texts(at.info))
     assert "No labels" in infos and "one folder per class" in infos
     at.button(key="ls_run").click()
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     assert not at.success
-    assert any("No accuracy scores" in t for t in _texts(at.info))
+    assert any("No accuracy scores" in t for t in texts(at.info))
     table = at.dataframe[0].value
     assert "linear_acc" not in table.columns and "effective_rank" in table.columns and len(table) == 16
     assert at.radio(key="ls_metric").options[0] == "Effective rank"
@@ -291,7 +250,7 @@ def test_unlabelled_uploads_get_unsupervised_scores_and_a_hint():
 # ---- Export ------------------------------------------------------------------------------------
 
 def test_export_default_downloads_read_back(downloads):
-    at = _app(EX)
+    at = open_app(EX)
     assert at.multiselect(key="ex_layers__demo-shapes").value == ["block4_pool"]
     assert at.multiselect(key="ex_poolings").value == ["avg"]
     labels = [b.label for b in at.get("download_button")]
@@ -315,16 +274,16 @@ def test_export_default_downloads_read_back(downloads):
 
 
 def test_export_refuses_csv_that_is_too_big_and_offers_the_others(downloads):
-    at = _app()
+    at = open_app()
     at.slider(key="sb_per_class").set_value(20)  # 140 images × 16,384 flatten values > 2 M cells
     at.run()
     at.switch_page(EX).run()
     at.multiselect(key="ex_layers__demo-shapes").set_value(["block1_pool"])
     at.multiselect(key="ex_poolings").set_value(["flatten"])
     at.run()
-    _assert_clean(at)
+    assert_clean(at)
     labels = [b.label for b in at.get("download_button")]
     assert "Features (.csv)" not in labels and "Features (.npz)" in labels and "Features (.parquet)" in labels
-    assert any(".npz or .parquet" in t for t in _texts(at.info))
+    assert any(".npz or .parquet" in t for t in texts(at.info))
     back, names, _ = read_features(downloads["layer_explorer_features.npz"])
     assert back["block1_pool/flatten"].shape == (140, 32 * 32 * 16)

@@ -17,18 +17,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_support import open_app
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
-
-
-def _app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _texts(elements) -> str:
@@ -56,7 +48,7 @@ def _small_cnn(seed: int = 0):
 
 def test_model_upload_is_off_by_default(monkeypatch):
     monkeypatch.delenv("LAYER_EXPLORER_ALLOW_MODEL_UPLOAD", raising=False)
-    at = _app()
+    at = open_app()
     assert "custom" not in at.selectbox(key="sb_backbone").options
 
 
@@ -73,7 +65,7 @@ def _choose_custom(at: AppTest) -> AppTest:
 
 
 def test_uploaded_model_is_audited_loaded_and_used(upload_on, tmp_path):
-    at = _choose_custom(_app())
+    at = _choose_custom(open_app())
     assert "No model uploaded yet" in _texts(at.error)
     model = _small_cnn()
     at.file_uploader(key="sb_model_upload").set_value([("my cnn.keras", _keras_bytes(tmp_path, model), "application/zip")])
@@ -91,7 +83,7 @@ def test_uploaded_model_is_audited_loaded_and_used(upload_on, tmp_path):
 def test_hostile_model_is_refused_with_its_reason(upload_on, tmp_path):
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Lambda(lambda x: x * 2, name="evil")])
     data = _keras_bytes(tmp_path, model, "lambda.keras")
-    at = _choose_custom(_app())
+    at = _choose_custom(open_app())
     at.file_uploader(key="sb_model_upload").set_value([("innocent.keras", data, "application/zip")])
     at.run()
     assert not at.exception
@@ -104,7 +96,7 @@ def test_zip_with_parent_members_is_refused(upload_on, tmp_path):
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {}}))
         z.writestr("../../etc/evil", "x")
-    at = _choose_custom(_app())
+    at = _choose_custom(open_app())
     at.file_uploader(key="sb_model_upload").set_value([("m.keras", buffer.getvalue(), "application/zip")])
     at.run()
     assert not at.exception
@@ -115,7 +107,7 @@ def test_reuploading_keeps_one_model_per_session(upload_on, tmp_path):
     from ui import custom_model
 
     a, b = _keras_bytes(tmp_path, _small_cnn(0), "a.keras"), _keras_bytes(tmp_path, _small_cnn(1), "b.keras")
-    at = _choose_custom(_app())
+    at = _choose_custom(open_app())
     refs = []
     for name, data in [("a.keras", a), ("b.keras", b), ("a.keras", a), ("b.keras", b)]:
         at.file_uploader(key="sb_model_upload").set_value([(name, data, "application/zip")])
@@ -133,12 +125,12 @@ def test_reuploading_keeps_one_model_per_session(upload_on, tmp_path):
 def test_uploaded_model_never_enters_a_shared_cache(upload_on, tmp_path):
     from ui import cache
 
-    at = _choose_custom(_app())
+    at = _choose_custom(open_app())
     at.file_uploader(key="sb_model_upload").set_value([("m.keras", _keras_bytes(tmp_path, _small_cnn()), "application/zip")])
     at.run()
     assert not at.exception
     # A second, fresh session sees no uploaded model at all.
-    other = _choose_custom(_app())
+    other = _choose_custom(open_app())
     assert "No model uploaded yet" in _texts(other.error)
     # And the shared caches only ever hold registry backbones.
     for fn in (cache._shared_backbone, cache._shared_extractor):
@@ -159,7 +151,7 @@ def test_concurrent_sessions_get_the_single_session_result():
 
     sessions = []
     for layer in layers:
-        at = _app()
+        at = open_app()
         sessions.append((layer, at))
     errors: list[BaseException] = []
 

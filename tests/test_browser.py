@@ -9,7 +9,6 @@ Without /usr/bin/chromium the test is skipped, except in CI (``CI=true``), where
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, READY, ROOT, STEP_MS, streamlit_server  # noqa: E402
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STEP_MS, no_exception, settle, streamlit_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +37,6 @@ def _png_bytes() -> bytes:
     return buf.getvalue()
 
 
-def _settle(page) -> None:
-    page.wait_for_selector(READY, timeout=STEP_MS)
-
-
-def _no_exception(page) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.get_by_text("Something went wrong")).to_have_count(0)
-
-
 def test_feature_maps_in_a_real_browser(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -66,10 +54,10 @@ def test_feature_maps_in_a_real_browser(app_url, tmp_path):
             # 1. First open, no clicks: the demo set through demo-shapes, maps on screen.
             grid = page.locator('img[alt="Feature-map grid"]')
             expect(grid).to_be_visible(timeout=STEP_MS)
-            _settle(page)
+            settle(page)
             expect(page.locator('img[alt="Activation overlay"]')).to_be_visible()
             expect(page.get_by_text("Channels of block2_pool", exact=True)).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-1-default.png"), full_page=True)
 
             # 2. Upload one image through the sidebar's file uploader.
@@ -81,10 +69,10 @@ def test_feature_maps_in_a_real_browser(app_url, tmp_path):
             expect(sidebar.get_by_text("1 image", exact=True)).to_be_visible(timeout=STEP_MS)
             expect(page.locator('img[alt="Thumbnail of my_disc.png"]')).to_have_count(1, timeout=STEP_MS)
             expect(page.locator('img[alt^="Thumbnail of"]')).to_have_count(1)
-            _settle(page)
+            settle(page)
             expect(grid).to_be_visible()
             expect(page.locator('img[alt="Activation overlay"]')).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-2-upload.png"), full_page=True)
 
             # 3. Another layer of the same block.
@@ -94,11 +82,11 @@ def test_feature_maps_in_a_real_browser(app_url, tmp_path):
             page.get_by_role("option", name="block2_conv1 (conv)").click()
             expect(page.get_by_text("Channels of block2_conv1", exact=True)).to_be_visible(timeout=STEP_MS)
             expect(page.get_by_text("block2_conv1: 32×32 positions × 32 channels", exact=False)).to_be_visible()
-            _settle(page)
+            settle(page)
             expect(grid).to_be_visible()
             expect(page.locator('img[alt="Activation overlay"]')).to_be_visible()
             expect(page.locator('img[alt^="Hierarchy:"]')).to_have_count(5)
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-3-layer.png"), full_page=True)
 
             # 4. The equivalent Keras code, ready to copy.
@@ -107,7 +95,7 @@ def test_feature_maps_in_a_real_browser(app_url, tmp_path):
             expect(code).to_contain_text("get_layer('block2_conv1')")
             expect(code).to_contain_text(".mean(axis=(1, 2))")
             expect(code).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.wait_for_timeout(800)  # let the expander finish its opening animation for the picture
             page.screenshot(path=str(ARTIFACTS / "browser-4-code.png"), full_page=True)
         finally:

@@ -12,103 +12,26 @@ Without /usr/bin/chromium the test is skipped, except in CI (``CI=true``), where
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, READY, STEP_MS, no_exception, settle, streamlit_server
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
-READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CHART = '[data-testid="stVegaLiteChart"]'
-STARTUP_S = 120
-STEP_MS = 120_000  # one rerun on two shared cores, including a first network build
-
-
-def _need_chromium() -> None:
-    if Path(CHROMIUM).is_file():
-        return
-    message = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) "
-               "to run the real-browser test")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit was not healthy after {STARTUP_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    _need_chromium()
-    tmp = tmp_path_factory.mktemp("browser-analysis")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
-    log = tmp / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_healthy(url, proc, log)
+    with streamlit_server(tmp_path_factory.mktemp("browser-analysis")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
-def _settle(page) -> None:
-    page.wait_for_selector(READY, timeout=STEP_MS)
-
-
-def _no_exception(page) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.get_by_text("Something went wrong")).to_have_count(0)
 
 
 def _open(page, name: str) -> None:
     """Open a page through the sidebar's navigation, as a person would."""
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name).click()
-    _settle(page)
+    settle(page)
 
 
 def _hover_until_tooltip(page, points, tip) -> None:
@@ -138,7 +61,7 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
             # Tall enough for the whole page: Streamlit scrolls inside its own container.
             page = browser.new_page(viewport={"width": 1400, "height": 3400}, accept_downloads=True)
             page.goto(app_url, timeout=STEP_MS)
-            _settle(page)
+            settle(page)
 
             # 1. The Embeddings page by its URL: a legend, 3 layers × 2 poolings of maps, the overlap heatmap.
             # (The first run above went through app.py, so the server now serves deep links itself.)
@@ -147,9 +70,9 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
             expect(page.get_by_text("Page not found")).to_have_count(0)
             charts = page.locator(CHART)
             expect(charts).to_have_count(1 + 6 + 1, timeout=STEP_MS)
-            _settle(page)
+            settle(page)
             expect(page.get_by_text("block4_pool", exact=False).first).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-analysis-1-maps.png"), full_page=True)
 
             # 2. Hover a point of the last map (block4_pool · max): the tooltip shows its thumbnail.
@@ -174,35 +97,37 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
             page.mouse.up()
             selected = page.locator('img[alt^="Selected: "]')
             expect(selected.first).to_be_visible(timeout=STEP_MS)
-            _settle(page)
+            settle(page)
             n_box = selected.count()
             assert 0 < n_box < 70
             expect(page.get_by_text(f"{n_box} selected in block4_pool/max", exact=False)).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-analysis-3-box.png"), full_page=True)
 
             # 4. Click mode: clicking one point selects that one image.
             page.get_by_text("Display options", exact=True).click()
             page.get_by_text("Clicking points", exact=True).click()
-            _settle(page)
+            settle(page)
             expect(page.locator('img[alt^="Selected: "]')).to_have_count(0, timeout=STEP_MS)
             last_map = page.locator(CHART).nth(6)
             point = last_map.locator("g.mark-symbol path").nth(10)
-            pbox = point.bounding_box()
+            expect(point).to_be_attached(timeout=STEP_MS)  # the chart redraws after the mode switch
+            point.scroll_into_view_if_needed(timeout=STEP_MS)
+            pbox = point.bounding_box(timeout=STEP_MS)
             page.mouse.click(pbox["x"] + pbox["width"] / 2, pbox["y"] + pbox["height"] / 2)
             expect(page.locator('img[alt^="Selected: "]')).to_have_count(1, timeout=STEP_MS)
-            _settle(page)
-            _no_exception(page)
+            settle(page)
+            no_exception(page)
 
             # 5. Layer selection: run the sweep, read the recommendation, send it to Export.
             _open(page, "Layer selection")
             page.get_by_role("button", name="Run sweep").click()
             success = page.locator('[data-testid="stAlertContentSuccess"]')
             expect(success).to_contain_text("block4_pool", timeout=STEP_MS)
-            _settle(page)
+            settle(page)
             expect(page.locator(CHART)).to_have_count(2)  # heatmap and curve over depth
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-analysis-4-sweep.png"), full_page=True)
             use = page.get_by_role("button", name="in Export")
             chosen = use.inner_text().removeprefix("Use ").removesuffix(" in Export").split(" / ")
@@ -212,7 +137,7 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
             # 6. Export: the chosen features download as .npz and read back with NumPy, no pickle.
             button = page.get_by_role("button", name="Features (.npz)")
             expect(button).to_be_visible(timeout=STEP_MS)
-            _settle(page)
+            settle(page)
             with page.expect_download(timeout=STEP_MS) as info:
                 button.click()
             download = info.value
@@ -226,7 +151,7 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
                 assert npz["paths"][0] == "circle/circle_0000.png" and npz["labels"][0] == "circle"
             # on_click="ignore": the download did not rerun the page
             expect(page.locator(READY)).to_have_count(1)
-            _no_exception(page)
+            no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-analysis-5-export.png"), full_page=True)
         finally:
             browser.close()
