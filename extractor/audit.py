@@ -70,6 +70,9 @@ ALLOW_UPLOAD_ENV = "LAYER_EXPLORER_ALLOW_MODEL_UPLOAD"
 ALLOW_H5_ENV = "LAYER_EXPLORER_ALLOW_H5"
 DEFAULT_MAX_MODEL_BYTES = 300 * 2**20
 DEFAULT_MAX_PARAMS = 150_000_000
+# Address space for the test load: TensorFlow itself plus 150 M float32 parameters, with room.
+DEFAULT_PROBE_MEMORY = 6 * 2**30
+_PROBE_TIMEOUT_S = 180
 
 # Values that switch a flag on. Anything else, including "0", "false", "" and unset, is off.
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
@@ -300,8 +303,14 @@ def load_audited_model(
     allow_h5: bool = False,
     max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
     max_params: int = DEFAULT_MAX_PARAMS,
+    probe_memory: int | None = DEFAULT_PROBE_MEMORY,
 ):
     """Audit, then load with ``safe_mode=True, compile=False`` from a private temp file, then validate.
+
+    Keras allocates every weight a config declares *before* anything can count them, so a tiny
+    file naming a huge layer would take the server's memory. The file is therefore first loaded
+    in a child process capped at ``probe_memory`` bytes of address space (``None`` skips this),
+    which reports the parameter count; only a model that fits is loaded here.
 
     The temp file is made with :func:`tempfile.mkstemp` (mode 0600, suffix chosen here from the
     audited kind, never from ``name``) and deleted before returning. The loaded model must have
@@ -326,6 +335,10 @@ def load_audited_model(
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), 0o600)  # mkstemp already does; say so where it matters
             f.write(bytes(data))
+        if probe_memory:
+            probe_problem = _probe_in_subprocess(tmp_path, max_params, probe_memory)
+            if probe_problem:
+                raise ModelRefusedError([probe_problem], name)
         try:
             model = keras.saving.load_model(tmp_path, safe_mode=True, compile=False)
         except Exception as exc:  # anything Keras raises on a bad file is the file's fault
@@ -340,6 +353,49 @@ def load_audited_model(
     if problems:
         raise ModelRefusedError(problems, name)
     return model
+
+
+_PROBE = r"""
+import json, os, resource, sys
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+try:
+    import keras
+    model = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)
+    print(json.dumps({"params": int(model.count_params())}))
+except MemoryError:
+    print(json.dumps({"error": "memory"}))
+except Exception as exc:
+    memory = "OOM" in str(exc) or "ResourceExhausted" in type(exc).__name__
+    print(json.dumps({"error": "memory" if memory else type(exc).__name__}))
+"""
+
+
+def _too_many_params(params: int, max_params: int) -> str:
+    return f"the model has {params:,} parameters, over the {max_params:,} limit"
+
+
+def _probe_in_subprocess(path: str, max_params: int, memory_limit: int) -> str | None:
+    """Load the file in a memory-capped child process; a reason to refuse, or None."""
+    import subprocess
+    import sys
+
+    limit_text = _mib(memory_limit)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, path, str(int(memory_limit))], capture_output=True,
+                              text=True, timeout=_PROBE_TIMEOUT_S, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    except subprocess.TimeoutExpired:
+        return f"loading took longer than {_PROBE_TIMEOUT_S} s in a test load; refused"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"error": "memory" if proc.returncode < 0 else "crash"}
+    if result.get("error") == "memory":
+        return f"building it needs more than {limit_text} of memory (its layers are too large); refused"
+    if "error" in result:
+        return None  # not a size problem: the in-process load reports the real error
+    if result["params"] > max_params:
+        return _too_many_params(result["params"], max_params)
+    return None
 
 
 def load_audited_model_file(path: str | os.PathLike, **kw):
@@ -951,7 +1007,7 @@ def _validate_loaded(model, max_params: int) -> list[str]:
             problems.append(f"the input shape is {shape}; height and width must be positive")
     params = model.count_params()
     if params > max_params:
-        problems.append(f"the model has {params:,} parameters, over the {max_params:,} limit")
+        problems.append(_too_many_params(params, max_params))
     return problems
 
 

@@ -611,3 +611,25 @@ def test_load_failures_are_short_and_show_no_server_paths(saved, tmp_path, monke
     assert reason.startswith("could not be loaded: ") and len(reason) < 260
     assert "secret-server-dir" not in str(info.value) and str(tmp_path) not in str(info.value)
     assert list(private.iterdir()) == []
+
+
+def test_a_small_file_declaring_huge_layers_is_refused_without_the_memory(saved, tmp_path):
+    """Keras allocates declared weights before anything counts them: a test load in a capped child
+    process refuses the file, and this process never holds the memory."""
+    import resource
+
+    d, _ = saved
+    big = keras.Sequential([keras.Input((16, 16, 3)), layers.Flatten(name="flat"), layers.Dense(4, name="wide")])
+    big.save(tmp_path / "big.keras")
+
+    def inflate(config):
+        _layer(config, "wide")["config"]["units"] = 2_500_000  # 768 × 2.5 M ≈ 1.9 G params ≈ 7.7 GB
+
+    data = _rewrite(tmp_path / "big.keras", inflate)
+    assert len(data) < 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelRefusedError) as info:
+        load_audited_model(data, "big.keras", probe_memory=3 * 2**30)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert "memory" in " ".join(info.value.reasons)
+    assert grown_mib < 500, f"this process grew by {grown_mib:.0f} MiB"
