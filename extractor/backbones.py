@@ -241,7 +241,10 @@ def _register_demo() -> None:
         return
 
     def build(input_shape, weights):
-        return training.build_demo_cnn(input_shape=input_shape)
+        import keras
+
+        # The demo CNN pins its layers' dtype; follow the policy _build set (bfloat16 requests).
+        return training.build_demo_cnn(input_shape=input_shape, dtype=keras.config.dtype_policy().name)
 
     BACKBONES["demo-shapes"] = BackboneSpec(
         name="demo-shapes",

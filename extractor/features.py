@@ -151,6 +151,7 @@ class FeatureExtractor:
         resize: str = "stretch",
         max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES,
     ):
+        import keras
         import tensorflow as tf
 
         from .images import RESIZE_POLICIES
@@ -183,21 +184,12 @@ class FeatureExtractor:
         self.layers = [info.name for info in self.layer_infos]
         self.input_size = None if resize == "native" else (backbone.input_size or backbone.spec.input_size)
 
+        # The network at the size this extractor feeds it (None: native) and in its precision;
+        # same weights, rebuilt only when something differs from the backbone as loaded.
+        policy = "mixed_bfloat16" if precision == "bfloat16" else None
         model = backbone.model
-        if resize == "native" and backbone.input_size is not None:
-            model = rebuild_backbone(backbone, input_size=None).model
-        elif resize != "native" and backbone.input_size is None:
-            model = rebuild_backbone(backbone, input_size=self.input_size).model
-        if precision == "bfloat16":
-            from .backbones import _rebuild_with_shape, _build
-
-            if backbone.spec.family == "Custom":
-                model = _rebuild_with_shape(model, (*(self.input_size or (None, None)), 3), "mixed_bfloat16")
-            else:
-                weights = model.get_weights()
-                model = _build(backbone.spec, self.input_size, None, "mixed_bfloat16")
-                model.set_weights(weights)
-        import keras
+        if self.input_size != backbone.input_size or policy:
+            model = rebuild_backbone(backbone, input_size=self.input_size or "native", dtype_policy=policy).model
 
         scope = re.sub(r"[^A-Za-z0-9_.-]", "_", backbone.name)  # TensorFlow name scopes refuse spaces etc.
         self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")

@@ -128,13 +128,15 @@ class TrainResult:
 # architecture
 
 
-def build_demo_cnn(input_shape=(64, 64, 3), *, name: str = "demo_shapes", channels: Sequence[int] = DEMO_CHANNELS):
+def build_demo_cnn(input_shape=(64, 64, 3), *, name: str = "demo_shapes", channels: Sequence[int] = DEMO_CHANNELS,
+                   dtype: str = "float32"):
     """The demo feature extractor: ``rescale`` then VGG-like blocks of conv-BN-ReLU ×2 + max-pool.
 
     Layer names are ``block{b}_conv{j}``, ``block{b}_bn{j}``, ``block{b}_relu{j}``, ``block{b}_pool``
     for ``b`` in 1..len(channels); input is raw 0..255 RGB. ``input_shape=(None, None, 3)`` gives
     a fully convolutional model that accepts any size ≥ 16 px. About 290 k float32 parameters
-    (1.2 MB) with the default channels.
+    (1.2 MB) with the default channels. ``dtype`` is the layers' dtype policy, float32 unless
+    asked otherwise (``"mixed_bfloat16"`` computes in bfloat16 and keeps float32 weights).
 
     Example:
         >>> m = build_demo_cnn((None, None, 3))
@@ -144,7 +146,7 @@ def build_demo_cnn(input_shape=(64, 64, 3), *, name: str = "demo_shapes", channe
     import keras
     from keras import layers
 
-    f32 = {"dtype": "float32"}  # stays float32 even if someone set a mixed-precision global policy
+    f32 = {"dtype": dtype}  # explicit: a mixed-precision global policy set elsewhere never leaks in
     inputs = keras.Input(shape=tuple(input_shape), name="image", dtype="float32")
     x = layers.Rescaling(1.0 / 255, name="rescale", **f32)(inputs)
     for b, width in enumerate(channels, start=1):

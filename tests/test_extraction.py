@@ -217,3 +217,14 @@ def test_progress_callback_reaches_total(small_vgg, images):
                                                                    progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (5, 5)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_bfloat16_really_applies_to_every_kind_of_backbone():
+    """Registry, demo (which pins its layers' dtype) and in-memory models all compute in bfloat16."""
+    demo = FeatureExtractor(load_backbone("demo-shapes"), ["block2_pool"], ["avg"], precision="bfloat16")
+    custom_model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="c")])
+    custom = FeatureExtractor(backbone_from_model(custom_model), ["c"], ["avg"], precision="bfloat16")
+    for fx in (demo, custom):
+        conv = next(layer for layer in fx._model.layers if isinstance(layer, keras.layers.Conv2D))
+        assert conv.compute_dtype == "bfloat16"
+        assert fx.extract([np.zeros((32, 32, 3), np.uint8)]).features[fx.keys[0]].dtype == np.float32

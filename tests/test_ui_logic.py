@@ -215,7 +215,7 @@ def test_keras_snippet_compiles_and_does_it_right(backbone, layer, weights, resi
         assert ".preprocess_input(" in code and ".copy())" in code
     if weights.endswith(".weights.h5"):
         assert "/srv/models" not in code and "'my.weights.h5'" in code
-    assert ("mixed_bfloat16" in code) == (precision == "bfloat16" and backbone != "demo-shapes")
+    assert ("mixed_bfloat16" in code) == (precision == "bfloat16")
 
 
 def test_demo_snippet_runs_and_matches_the_extractor(tmp_path):

@@ -59,11 +59,19 @@ def keras_snippet(
     lines = ["import numpy as np", "import keras"]
     name = backbone.lower()
     if name == "demo-shapes":
+        dtype = ', dtype="mixed_bfloat16"' if precision == "bfloat16" else ""
         if weights == "none":
             lines += [
                 "from extractor.training import build_demo_cnn",
                 "",
-                f"base = build_demo_cnn(input_shape=({h}, {w}, 3))  # random weights: not trained",
+                f"base = build_demo_cnn(input_shape=({h}, {w}, 3){dtype})  # random weights: not trained",
+            ]
+        elif dtype:
+            lines += [
+                "from extractor.training import DEMO_WEIGHTS_PATH, build_demo_cnn",
+                "",
+                f"base = build_demo_cnn(input_shape=({h}, {w}, 3){dtype})  # computes in bfloat16",
+                "base.load_weights(DEMO_WEIGHTS_PATH)  # the shipped shapes-trained weights",
             ]
         else:
             lines += [
@@ -71,8 +79,6 @@ def keras_snippet(
                 "",
                 f"base = load_demo_backbone(input_shape=({h}, {w}, 3))  # the shipped shapes-trained weights",
             ]
-        if precision == "bfloat16":
-            lines += ["# (the app ran it in bfloat16; this model pins its layers to float32, so this runs in float32)"]
         preprocess = [
             "x = images  # no preprocess_input: this model takes raw 0..255 RGB and rescales inside",
         ]
