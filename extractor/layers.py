@@ -26,7 +26,6 @@ __all__ = [
     "feature_layers",
     "find_layer",
     "representative_layers",
-    "layer_output",
 ]
 
 SEPARATOR = "/"
@@ -224,23 +223,3 @@ def representative_layers(layers: Sequence[LayerInfo], level: str = "block") -> 
     for info in blocks:
         by_stride[info.stride if info.stride is not None else info.block] = info
     return sorted(by_stride.values(), key=lambda l: l.depth)
-
-
-def layer_output(model, qualified_name: str):
-    """The symbolic tensor, in ``model``'s own graph, of a (possibly nested) layer's output.
-
-    For ``"backbone/block3_conv1"`` the nested model is cut at ``block3_conv1`` and the cut is
-    called on the tensor that fed the nested model in the outer graph, so the result is one
-    graph from the outer input: weights are shared, nothing is copied.
-    """
-    import keras
-
-    head, _, rest = qualified_name.partition(SEPARATOR)
-    layer = model.get_layer(head)
-    if not rest:
-        return layer.output
-    _ensure_built(layer)
-    inner = layer_output(layer, rest)
-    cut = keras.Model(layer.inputs, inner, name=f"{layer.name}_cut_{rest.replace(SEPARATOR, '_')}")
-    feeding = layer._inbound_nodes[0].input_tensors
-    return cut(feeding[0] if len(feeding) == 1 else feeding)
