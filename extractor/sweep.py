@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from .layers import feature_layers, representative_layers
 from .pooling import check_poolings
 from .scoring import Recommendation, recommend, score_configs
 
-__all__ = ["SweepReport", "run_sweep", "layer_costs", "sweep_layers"]
+__all__ = ["SweepReport", "run_sweep", "layer_costs", "score_sweep", "sweep_layers"]
 
 _PROBE_IMAGES = 8
 
@@ -60,8 +60,15 @@ def sweep_layers(backbone: Backbone) -> list[str]:
     return [info.name for info in representative_layers(feature_layers(backbone.model), "block")]
 
 
-def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray, repeats: int = 2) -> dict[str, float]:
-    """Milliseconds per image to extract each layer alone (network cut there), on a probe batch."""
+def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray | None = None,
+                repeats: int = 2, seed: int = 0) -> dict[str, float]:
+    """Milliseconds per image to extract each layer alone (network cut there), on a probe batch.
+
+    Without ``images``, the probe is a batch of random images at the backbone's input size.
+    """
+    if images is None:
+        size = backbone.input_size or backbone.spec.input_size
+        images = np.random.default_rng(seed).integers(0, 256, (_PROBE_IMAGES, *size, 3), dtype=np.uint8)
     costs = {}
     for layer in layers:
         fx = FeatureExtractor(backbone, [layer], ["avg"])
@@ -73,6 +80,32 @@ def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray, r
             best = min(best, time.perf_counter() - start)
         costs[layer] = 1000.0 * best / len(images)
     return costs
+
+
+def score_sweep(
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[str | None] | None,
+    *,
+    depths: Mapping[str, int],
+    costs_ms: Mapping[str, float] | None = None,
+    k: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """:func:`extractor.scoring.score_configs` plus an ``ms_per_image`` column (time per layer).
+
+    ``labels`` may be None, or hold None for unlabelled images; ``costs_ms`` is
+    :func:`layer_costs`'s result, keyed by layer.
+    """
+    usable = None
+    if labels is not None and any(label is not None for label in labels):
+        usable = [None if label is None else str(label) for label in labels]
+    seconds = {layer: ms / 1000.0 for layer, ms in (costs_ms or {}).items()}
+    table = score_configs(features, usable, layer_depth=dict(depths), seconds=seconds or None, k=int(k),
+                          folds=int(folds), seed=seed, progress=progress)
+    table["ms_per_image"] = table["seconds"] * 1000.0
+    return table
 
 
 def run_sweep(
@@ -103,27 +136,16 @@ def run_sweep(
     if extraction is None:
         fx = FeatureExtractor(backbone, layers, poolings, resize=resize, precision=precision)
         extraction = fx.extract(inputs, batch_size=batch_size, progress=progress)
-    row_labels = list(labels) if labels is not None else extraction.labels
-    usable = None if not any(l is not None for l in row_labels) else ["" if l is None else str(l) for l in row_labels]
-
-    table_layers = {info.name: info for info in feature_layers(backbone.model)}
-    seconds = None
-    if measure_cost:
-        size = backbone.input_size or backbone.spec.input_size
-        probe = np.random.default_rng(seed).integers(0, 256, (_PROBE_IMAGES, *size, 3), dtype=np.uint8)
-        costs = layer_costs(backbone, layers, probe)
-        seconds = {key: costs[key.rsplit("/", 1)[0]] / 1000.0 for key in extraction.features}
-    table = score_configs(
+    depth = {info.name: info.depth for info in feature_layers(backbone.model)}
+    table = score_sweep(
         extraction.features,
-        usable,
-        layer_depth={name: table_layers[name].depth for name in layers},
-        seconds=seconds,
+        list(labels) if labels is not None else extraction.labels,
+        depths={name: depth[name] for name in layers},
+        costs_ms=layer_costs(backbone, layers, seed=seed) if measure_cost else None,
         k=k,
         folds=folds,
         seed=seed,
     )
-    if "seconds" in table.columns:
-        table["ms_per_image"] = table["seconds"] * 1000.0
     return SweepReport(
         table=table,
         recommendation=recommend(table),

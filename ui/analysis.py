@@ -58,7 +58,8 @@ from extractor.export import (
 )
 from extractor.pooling import GLOBAL_POOLINGS, pooled_dim
 from extractor.reduce import Embedding, embed
-from extractor.scoring import Recommendation, overlap_matrix, score_configs, silhouette
+from extractor.scoring import Recommendation, overlap_matrix, silhouette
+from extractor.sweep import score_sweep  # re-exported: the Layer-selection page scores through it
 
 if TYPE_CHECKING:
     from .cache import PooledFeatures
@@ -355,8 +356,8 @@ def fetch_features(
     parts: list = []
     for req_layers, req_poolings in feature_requests(table, block_layers, layers, poolings, len(images)):
         if req_poolings == ("flatten",):
-            # ui.cache extracts in chunks of 64 images and the core's memory cap applies per
-            # call, so the whole set is checked here before any chunk is computed.
+            # Checked from the layer table before any extractor is built (ui.cache.pooled_features
+            # checks the whole set again with the core's own cap).
             need = estimate_bytes(table, req_layers, req_poolings, len(images))
             if need > FLATTEN_BUDGET_BYTES:
                 message = (f"flatten for {len(images)} images at {', '.join(req_layers)} would need "
@@ -707,10 +708,8 @@ def layer_costs_cached(
 
     from .cache import inference_slot
 
-    size = tuple(_backbone.input_size or _backbone.spec.input_size)
-    probe = np.random.default_rng(0).integers(0, 256, (8, *size, 3), dtype=np.uint8)
     with inference_slot():
-        return layer_costs(_backbone, list(layers), probe)
+        return layer_costs(_backbone, list(layers))
 
 
 @dataclass
@@ -733,27 +732,6 @@ class SweepResult:
 def sweep_signature(rows: str, labels: str, poolings: Sequence[str], k: int, folds: int) -> str:
     """What a sweep result depends on; a stored result is shown only while this stays the same."""
     return digest_of("sweep", rows, labels, tuple(poolings), int(k), int(folds))
-
-
-def score_sweep(
-    features: Mapping[str, np.ndarray],
-    labels: Sequence[str | None] | None,
-    *,
-    depths: Mapping[str, int],
-    costs_ms: Mapping[str, float] | None = None,
-    k: int = 5,
-    folds: int = 5,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> pd.DataFrame:
-    """``extractor.scoring.score_configs`` plus an ``ms_per_image`` column (extraction time per layer)."""
-    usable = None
-    if labels is not None and any(lab is not None for lab in labels):
-        usable = [None if lab is None else str(lab) for lab in labels]
-    seconds = {layer: ms / 1000.0 for layer, ms in (costs_ms or {}).items()}
-    table = score_configs(features, usable, layer_depth=dict(depths), seconds=seconds or None, k=int(k),
-                          folds=int(folds), progress=progress)
-    table["ms_per_image"] = table["seconds"] * 1000.0
-    return table
 
 
 def metric_options(table: pd.DataFrame) -> list[str]:
