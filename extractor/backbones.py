@@ -464,37 +464,21 @@ def _load_model_file(path: Path, input_size) -> Backbone:
     """A whole model saved by the user (``.keras``): audited, then loaded with safe_mode."""
     if not path.is_file():
         raise UnknownBackboneError(f"model file {path.name!r} does not exist.")
-    from .audit import load_audited_model_file
+    from .audit import h5_enabled, load_audited_model_file
 
-    model = load_audited_model_file(path, allow_h5=path.suffix == ".h5" and os.environ.get("LAYER_EXPLORER_ALLOW_H5") == "1")
-    shape = tuple(model.inputs[0].shape[1:3])
-    default = tuple(int(d) for d in shape) if None not in shape else (224, 224)
-
-    def build(input_shape, weights):
-        return _rebuild_with_shape(model, input_shape)
-
-    spec = BackboneSpec(
-        name=path.stem,
-        build=build,
-        input_size=default,
-        preprocessing="none",
-        min_input_size=8,
-        family="Custom",
-        imagenet_file=None,
-        pretrained="file",
-        description=f"Your model {path.name} (expects 0..255 RGB, or rescales inside).",
+    model = load_audited_model_file(path, allow_h5=path.suffix == ".h5" and h5_enabled())
+    backbone = backbone_from_model(model, name=path.stem)
+    backbone = replace(
+        backbone,
+        spec=replace(backbone.spec, description=f"Your model {path.name} (expects 0..255 RGB, or rescales inside)."),
+        weights=WeightsInfo("file", f"model file {path.name}", path.name),
+        weights_request=str(path),
     )
-    size = _resolve_input_size(spec, input_size)
-    if size != default:
-        model = _rebuild_with_shape(model, (None, None, 3) if size is None else (*size, 3))
-    return Backbone(spec=spec, model=model, weights=WeightsInfo("file", f"model file {path.name}", path.name),
-                    input_size=size, weights_request=str(path))
+    return backbone if input_size is None else rebuild_backbone(backbone, input_size)
 
 
 def _rebuild_with_shape(model, input_shape, dtype_policy: str | None = None):
     """Same architecture and weights at another input shape (and optionally another dtype policy)."""
-    import keras
-
     config = model.get_config()
     _rewrite_config(config, input_shape, dtype_policy)
     with _build_lock:

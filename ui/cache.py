@@ -105,9 +105,7 @@ def load_backbone_cached(name: str, weights: str, input_size: tuple[int, int]) -
     cache shared between sessions.
     """
     if custom_model.is_custom(name):
-        held = custom_model.current()
-        if held is None or held.config_name != name:
-            raise LayerExplorerError("Your model is no longer loaded in this session; upload it again in the sidebar.")
+        held = custom_model.held_for(name)
         return held.backbone, held.layers
     return _shared_backbone(name, weights, tuple(input_size))
 

@@ -31,6 +31,7 @@ __all__ = [
     "upload_types",
     "accept_upload",
     "current",
+    "held_for",
     "clear",
     "is_custom",
     "session_extractor",
@@ -78,6 +79,16 @@ def current() -> SessionModel | None:
     return st.session_state.get(_SESSION_KEY)
 
 
+def held_for(name: str) -> SessionModel:
+    """The session's model behind the config name ``custom:<digest>``, or a message to upload it again."""
+    from extractor import LayerExplorerError
+
+    held = current()
+    if held is None or held.config_name != name:
+        raise LayerExplorerError("Your model is no longer loaded in this session; upload it again in the sidebar.")
+    return held
+
+
 def clear() -> None:
     """Drop the session's model (and its extractors) so its memory can be reclaimed."""
     if st.session_state.pop(_SESSION_KEY, None) is not None:
@@ -109,13 +120,9 @@ def accept_upload(file_name: str, data: bytes) -> SessionModel:
 
 def session_extractor(name: str, layers: tuple, poolings: tuple, precision: str, resize: str) -> FeatureExtractor:
     """The extractor for the session's model (``name`` is its ``custom:<digest>`` config name)."""
-    from extractor import LayerExplorerError
-
     from .cache import inference_slot
 
-    held = current()
-    if held is None or held.config_name != name:
-        raise LayerExplorerError("Your model is no longer loaded in this session; upload it again in the sidebar.")
+    held = held_for(name)
     key = (tuple(layers), tuple(poolings), precision, resize)
     fx = held.extractors.get(key)
     if fx is None:
