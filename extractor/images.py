@@ -20,7 +20,10 @@ This is the one place uploaded bytes meet an image parser, so it is deliberately
   with ``transparency``
   CMYK, YCbCr, HSV, LAB, P,   Pillow's ``convert("RGB")``
   L, 1, RGBX
-  I;16, I;16B, I;16L, ...     by bit depth: ``round(v / 257)``, so 65535 -> 255 and mid-grey stays mid-grey
+  I;16, I;16B, I;16L, ...     by bit depth: ``round(v / 257)``, so 65535 -> 255 and mid-grey stays mid-grey;
+                              a declared smaller depth (TIFF BitsPerSample 12, PNG sBIT 12) is the full scale
+                              (``round(v * 255 / 4095)``) unless a value exceeds it
+  32-bit BMP, alpha all 0     opaque RGB, as browsers show it (the writer meant "no alpha")
   I (32-bit int)              if every value is in 0..65535 (how 16-bit PNG/TIFF data arrives), as I;16;
                               otherwise min-max scaled over the image
   F (32-bit float)            if every finite value is in [0, 1], ``v * 255``; otherwise min-max scaled over
@@ -294,22 +297,48 @@ def _frame_note(im: Image.Image) -> str | None:
 
 
 def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation still to apply. Call it on a JPEG (EXIF sits in its header) or after ``load()``:
+    PNG's ``getexif()`` otherwise decodes the image itself, and a decode failure would be taken for broken EXIF.
+    TIFFs come back upright from ``load()`` with the tag dropped, so they read 1 here and are not turned twice."""
     try:
         value = im.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # a broken EXIF block must not cost the picture: treat as upright
+    except Exception:  # the pixels are already decoded: only a broken EXIF block gets here; treat as upright
         return 1
     return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
 
 
-def _high_bit_to_u8(im: Image.Image) -> Image.Image:
-    """I;16*, I and F images to 8-bit L, by bit depth or range (see the module docstring)."""
+def _declared_bits(im: Image.Image, data: bytes) -> int | None:
+    """Bits per sample a 16-bit grey file declares when fewer are used (TIFF BitsPerSample, PNG sBIT)."""
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258)  # Pillow reads a 12-bit TIFF into I;16 with values 0..4095
+        bits = max(bits) if isinstance(bits, tuple) and bits else bits
+        return bits if isinstance(bits, int) and 0 < bits < 16 else None
+    if im.format == "PNG":  # Pillow does not parse sBIT; it sits before the first IDAT
+        pos = 8
+        while pos + 8 <= len(data):
+            length, tag = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+            if tag == b"IDAT":
+                break
+            if tag == b"sBIT" and length >= 1 and pos + 8 + length <= len(data):
+                bits = max(data[pos + 8:pos + 8 + length])
+                return bits if 0 < bits < 16 else None
+            pos += 12 + length
+    return None
+
+
+def _high_bit_to_u8(im: Image.Image, bits: int | None = None) -> Image.Image:
+    """I;16*, I and F images to 8-bit L, by bit depth or range (see the module docstring).
+
+    ``bits`` is a declared depth below 16: used as the full scale when no value exceeds it (a 12-bit camera
+    file in a 16-bit container); values above it mean the writer already scaled up, as PNG asks."""
     arr = np.asarray(im)
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size and im.mode != "F" else (0, 0)
+    full = (1 << bits) - 1 if bits and hi <= (1 << bits) - 1 else 65535
     if im.mode.startswith("I;16"):
-        out = (arr.astype(np.uint32) * 255 + 32767) // 65535
+        out = (arr.astype(np.uint32) * 255 + full // 2) // full
     elif im.mode == "I":
-        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo >= 0 and hi <= 65535:
-            out = (arr.astype(np.int64) * 255 + 32767) // 65535
+            out = (arr.astype(np.int64) * 255 + full // 2) // full
         else:
             out = np.rint((arr.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1)))
     else:  # "F"
@@ -331,12 +360,12 @@ def _high_bit_to_u8(im: Image.Image) -> Image.Image:
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa"}
 
 
-def _to_rgb(im: Image.Image, name: str) -> Image.Image:
+def _to_rgb(im: Image.Image, name: str, bits: int | None = None) -> Image.Image:
     """Any loaded Pillow image -> mode RGB, transparency composited over white."""
     if im.mode == "RGB" and "transparency" not in im.info:
         return im
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        return _high_bit_to_u8(im).convert("RGB")
+        return _high_bit_to_u8(im, bits).convert("RGB")
     try:
         if im.mode in _ALPHA_MODES or "transparency" in im.info:
             rgba = im.convert("RGBA")
@@ -386,15 +415,20 @@ def _decode_pil(data: bytes, name: str, max_pixels: int,
                                      "Crop it into pieces first.")
         try:
             frame_note = _frame_note(im)
-            orientation = _orientation(im)
             if draft_size is not None and im.format == "JPEG":
                 th, tw = draft_size
-                # draft() works on the stored image; orientations 5-8 swap its axes.
-                want = (th, tw) if orientation in (5, 6, 7, 8) else (tw, th)
+                # draft() works on the stored image; orientations 5-8 swap its axes. (A JPEG's EXIF is in
+                # its header, so reading it here decodes nothing.)
+                want = (th, tw) if _orientation(im) in (5, 6, 7, 8) else (tw, th)
                 im.draft("RGB", (max(1, int(want[0])), max(1, int(want[1]))))
             im.load()  # Pillow opens lazily: broken data only shows up here
+            orientation = _orientation(im)  # after load(): see _orientation
+            bits = _declared_bits(im, data) if im.mode.startswith("I;16") or im.mode == "I" else None
+            if im.format == "BMP" and im.mode == "RGBA" and im.getchannel("A").getextrema() == (0, 0):
+                # A 32-bit BMP whose alpha is all zero means "no alpha" to its writer; browsers show it opaque.
+                im = im.convert("RGB")
             method = _ORIENTATION_TRANSPOSE.get(orientation)
-            out = _to_rgb(im.transpose(method) if method is not None else im, name)
+            out = _to_rgb(im.transpose(method) if method is not None else im, name, bits)
         except InvalidImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
