@@ -7,14 +7,20 @@ file. Inputs are plain data: ``features`` maps ``"<layer>/<pooling>"`` to an (N,
 
 Formats, and why:
 
+One naming everywhere: the image names are ``paths`` and the class labels ``labels`` — the same
+key in the .npz, the .parquet and .csv columns, the 2-D map CSV, the CLI's files and the exported
+reproduce script, so ``np.load(f)["paths"]`` and ``pd.read_parquet(f)["paths"]`` are the same
+call. (Earlier versions wrote ``path``/``label`` columns in .parquet and .csv;
+:func:`read_features` still reads those.)
+
 * **.npz** (``features_to_npz``): ``paths`` (N unicode strings, not object dtype, so
   ``np.load`` works without ``allow_pickle``), ``labels`` when given, and one (N, C) float32
   array per key. The fastest to write and read back in NumPy.
-* **.parquet** (``features_to_parquet``): one row per image; columns ``path``, ``label`` (when
+* **.parquet** (``features_to_parquet``): one row per image; columns ``paths``, ``labels`` (when
   given), then one column per key holding a fixed-size list of float32 (Arrow
   ``fixed_size_list<float>[C]``). Wide columns would mean thousands of columns per key;
   one list column per key keeps the schema readable and round-trips exactly.
-* **.csv** (``features_to_csv``): wide, ``path,label,<key>_0,<key>_1,...``, for spreadsheets.
+* **.csv** (``features_to_csv``): wide, ``paths,labels,<key>_0,<key>_1,...``, for spreadsheets.
   Refused above :data:`CSV_MAX_CELLS` values with a message pointing to .npz/.parquet.
 
 Example:
@@ -42,6 +48,8 @@ from extractor.errors import LayerExplorerError
 
 __all__ = [
     "ExportError",
+    "NAMES_KEY",
+    "LABELS_KEY",
     "CSV_MAX_CELLS",
     "SPRITE_MAX_PIXELS",
     "features_to_npz",
@@ -62,7 +70,9 @@ CSV_MAX_CELLS = 2_000_000
 SPRITE_MAX_PIXELS = 8192
 # Largest thumbnail side in the sprite: 64 px is what the projector shows anyway.
 _THUMB_MAX = 64
-_RESERVED = ("paths", "labels")
+NAMES_KEY, LABELS_KEY = "paths", "labels"  # the one naming of every format (see the module docstring)
+_RESERVED = (NAMES_KEY, LABELS_KEY)
+_OLD_COLUMNS = ("path", "label")  # what .parquet/.csv used to say; still read, never written
 _PARQUET_META_KEY = b"layer_explorer"
 
 
@@ -116,9 +126,9 @@ def features_to_npz(features, names, labels=None) -> bytes:
         ['b5/avg', 'paths']
     """
     feats, names, labels = _validate(features, names, labels)
-    arrays: dict[str, np.ndarray] = {"paths": np.array(names, dtype=str)}
+    arrays: dict[str, np.ndarray] = {NAMES_KEY: np.array(names, dtype=str)}
     if labels is not None:
-        arrays["labels"] = np.array(labels, dtype=str)
+        arrays[LABELS_KEY] = np.array(labels, dtype=str)
     arrays.update(feats)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -126,7 +136,7 @@ def features_to_npz(features, names, labels=None) -> bytes:
 
 
 def features_to_table(features, names, labels=None, *, wide: bool = False) -> pd.DataFrame:
-    """One row per image: ``path``, ``label`` (when given), then the features.
+    """One row per image: ``paths``, ``labels`` (when given), then the features.
 
     ``wide=False`` (for parquet): one column per key, each cell a float32 array of length C.
     ``wide=True`` (for CSV): one float32 column per dimension, named ``<key>_<i>``.
@@ -134,12 +144,12 @@ def features_to_table(features, names, labels=None, *, wide: bool = False) -> pd
     Example:
         >>> t = features_to_table({"b/avg": np.arange(4.).reshape(2, 2)}, ["a", "b"], wide=True)
         >>> list(t.columns)
-        ['path', 'b/avg_0', 'b/avg_1']
+        ['paths', 'b/avg_0', 'b/avg_1']
     """
     feats, names, labels = _validate(features, names, labels)
-    columns: dict[str, object] = {"path": names}
+    columns: dict[str, object] = {NAMES_KEY: names}
     if labels is not None:
-        columns["label"] = labels
+        columns[LABELS_KEY] = labels
     if wide:
         blocks = [pd.DataFrame(columns)]
         for key, arr in feats.items():
@@ -151,7 +161,7 @@ def features_to_table(features, names, labels=None, *, wide: bool = False) -> pd
 
 
 def features_to_parquet(features, names, labels=None) -> bytes:
-    """Parquet bytes: ``path``, ``label`` (when given), one ``fixed_size_list<float32>[C]`` column per key.
+    """Parquet bytes: ``paths``, ``labels`` (when given), one ``fixed_size_list<float32>[C]`` column per key.
 
     :func:`read_features` gives back exactly the same arrays.
 
@@ -164,11 +174,11 @@ def features_to_parquet(features, names, labels=None) -> bytes:
     import pyarrow.parquet as pq
 
     feats, names, labels = _validate(features, names, labels)
-    cols = {"path": pa.array(names, type=pa.string())}
+    cols = {NAMES_KEY: pa.array(names, type=pa.string())}
     if labels is not None:
-        cols["label"] = pa.array(labels, type=pa.string())
+        cols[LABELS_KEY] = pa.array(labels, type=pa.string())
     for key, arr in feats.items():
-        if key in ("path", "label"):
+        if key in _OLD_COLUMNS:  # the reader takes these for the old names/labels columns
             raise ExportError(f"A feature key can't be called {key!r} in parquet (it is a metadata column).")
         cols[key] = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), type=pa.float32()), arr.shape[1])
     meta = {_PARQUET_META_KEY: json.dumps({"format": 1, "keys": list(feats)}).encode()}
@@ -179,13 +189,13 @@ def features_to_parquet(features, names, labels=None) -> bytes:
 
 
 def features_to_csv(features, names, labels=None, *, max_cells: int = CSV_MAX_CELLS) -> bytes:
-    """Wide CSV bytes, header ``path,label,<key>_0,<key>_1,...``; floats written to round-trip float32.
+    """Wide CSV bytes, header ``paths,labels,<key>_0,<key>_1,...``; floats written to round-trip float32.
 
     Refused with :class:`ExportError` when N × total dims exceeds ``max_cells``.
 
     Example:
         >>> features_to_csv({"b/avg": np.array([[0.5, 1.0]])}, ["a.jpg"], ["cat"]).decode().splitlines()
-        ['path,label,b/avg_0,b/avg_1', 'a.jpg,cat,0.5,1']
+        ['paths,labels,b/avg_0,b/avg_1', 'a.jpg,cat,0.5,1']
     """
     feats, names, labels = _validate(features, names, labels)
     total = sum(a.shape[1] for a in feats.values())
@@ -205,7 +215,8 @@ def read_features(path_or_bytes) -> tuple[dict[str, np.ndarray], list[str], list
     """Read an .npz or .parquet written by this module: ``(features, names, labels or None)``.
 
     Accepts bytes, a binary file object, or a path (for the CLI and tests); the format is
-    recognised by its first bytes, not its name. .npz files load without pickle.
+    recognised by its first bytes, not its name. .npz files load without pickle. Parquet files
+    written before the naming was unified (``path``/``label`` columns) are read too.
 
     Example:
         >>> feats, names, labels = read_features(features_to_npz({"b/max": np.ones((1, 2))}, ["a"]))
@@ -253,12 +264,13 @@ def _read_parquet(data: bytes):
         table = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # Arrow errors on a damaged file, reported as bad input
         raise ExportError(f"Could not read the .parquet file: {exc}") from None
-    if "path" not in table.column_names:
-        raise ExportError("The .parquet file has no 'path' column; it was not written by Layer Explorer.")
-    names = [str(s) for s in table.column("path").to_pylist()]
-    labels = [str(s) for s in table.column("label").to_pylist()] if "label" in table.column_names else None
+    names_col, labels_col = _RESERVED if NAMES_KEY in table.column_names else _OLD_COLUMNS
+    if names_col not in table.column_names:
+        raise ExportError(f"The .parquet file has no {NAMES_KEY!r} column; it was not written by Layer Explorer.")
+    names = [str(s) for s in table.column(names_col).to_pylist()]
+    labels = [str(s) for s in table.column(labels_col).to_pylist()] if labels_col in table.column_names else None
     meta = (table.schema.metadata or {}).get(_PARQUET_META_KEY)
-    keys = json.loads(meta)["keys"] if meta else [c for c in table.column_names if c not in ("path", "label")]
+    keys = json.loads(meta)["keys"] if meta else [c for c in table.column_names if c not in (names_col, labels_col)]
     feats = {}
     for key in keys:
         col = table.column(key).combine_chunks()
@@ -284,11 +296,11 @@ def _csv_safe(texts):
 
 
 def coords_to_csv(coords: Mapping[str, np.ndarray], names, labels=None) -> bytes:
-    """CSV of 2-D maps: ``path,label,<key>_x,<key>_y`` per map (e.g. ``"block4/avg pca_x"``).
+    """CSV of 2-D maps: ``paths,labels,<key>_x,<key>_y`` per map (e.g. ``"block4/avg pca_x"``).
 
     Example:
         >>> coords_to_csv({"pca": np.array([[0.25, -1.0]])}, ["a.jpg"]).decode().splitlines()
-        ['path,pca_x,pca_y', 'a.jpg,0.25,-1']
+        ['paths,pca_x,pca_y', 'a.jpg,0.25,-1']
     """
     if not coords:
         raise ExportError("There are no 2-D maps to export; compute PCA or t-SNE first.")
@@ -296,9 +308,9 @@ def coords_to_csv(coords: Mapping[str, np.ndarray], names, labels=None) -> bytes
         if np.ndim(arr) != 2 or np.shape(arr)[1] != 2:
             raise ExportError(f"Map {key!r} has shape {np.shape(arr)}; expected (images, 2).")
     _, names, labels = _validate(coords, names, labels)
-    columns: dict[str, object] = {"path": _csv_safe(names)}
+    columns: dict[str, object] = {NAMES_KEY: _csv_safe(names)}
     if labels is not None:
-        columns["label"] = _csv_safe(labels)
+        columns[LABELS_KEY] = _csv_safe(labels)
     for key, arr in coords.items():
         arr = np.asarray(arr, dtype=np.float32)
         columns[f"{key}_x"] = arr[:, 0]
@@ -457,8 +469,13 @@ def projector_bundle(
 # --------------------------------------------------------------------------- reproduce
 
 
-def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, input_size, batch_size=32) -> dict:
+def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, input_size, batch_size=32,
+                     images=None) -> dict:
     """The extraction settings as plain JSON-able data (for a download and :func:`reproduce_script`).
+
+    ``images`` (optional) is the app's export's ``paths``, in its row order: the script then writes
+    its rows in that order, so its ``features.npz`` matches the app's row for row. Without it the
+    script sorts by name.
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights="imagenet", layers=["block4_pool"], poolings=["avg"],
@@ -484,6 +501,9 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
         raise ExportError(f"input_size must be (height, width) in pixels; got {input_size!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ExportError(f"batch_size must be a whole number of at least 1; got {batch_size!r}.")
+    if images is not None and (isinstance(images, (str, bytes))
+                               or not all(isinstance(v, str) and v for v in images)):
+        raise ExportError(f"images must be a list of the exported image names (the 'paths'); got {images!r}.")
     config = {
         "layer_explorer_config": 1,
         "backbone": backbone,
@@ -495,6 +515,8 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
         "precision": str(precision),
         "batch_size": int(batch_size),
     }
+    if images is not None:
+        config["images"] = list(images)
     json.dumps(config)  # guarantee: plain JSON
     return config
 
@@ -505,19 +527,23 @@ _SCRIPT = '''\
 
 Usage:  python {script_name} IMAGE_OR_FOLDER [IMAGE_OR_FOLDER ...]
 
-Writes features.npz: "paths" (the image names) plus one (N, C) float32 array per
-"layer/pooling" key, readable with np.load("features.npz") (no pickle needed).
+Give it the folder you unzipped your upload into (or the image files themselves). It writes
+features.npz exactly as the app's export does: "paths" (each image's name inside the folder,
+as the app names the members of a zip), "labels" (the image's own folder, when there are
+folders) and one (N, C) float32 array per "layer/pooling" key, rows in the app's order.
+Readable with np.load("features.npz") (no pickle needed).
 Needs the `extractor` package from Layer Explorer on the Python path.
 
 Settings (as JSON):
 {config_json}
 """
 
+import os
 import sys
 
 import numpy as np
 
-from extractor import FeatureExtractor, gather_paths, load_backbone
+from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone
 
 BACKBONE = {backbone!r}
 WEIGHTS = {weights!r}
@@ -527,19 +553,47 @@ POOLINGS = {poolings!r}
 RESIZE = {resize!r}
 PRECISION = {precision!r}
 BATCH_SIZE = {batch_size!r}
+IMAGES = {images!r}  # the app's row order (None: sort by name)
+
+
+def named_like_the_app(given):
+    """Images under `given`, named and labelled as the app names the members of a zip."""
+    batch = gather_paths([given])
+    for problem in getattr(batch, "problems", []):
+        print(f"skipped: {{problem}}", file=sys.stderr)
+    for source in batch.sources:
+        if os.path.isdir(given):
+            name = os.path.relpath(source.name, given).replace(os.sep, "/")
+        else:
+            name = os.path.basename(source.name)
+        folder = name.rpartition("/")[0]
+        yield ImageSource.from_bytes(name, source.data, folder.rpartition("/")[2] or None)
 
 
 def main(argv):
     if not argv:
         print(__doc__)
         return 2
+    sources = [source for given in argv for source in named_like_the_app(given)]
+    if IMAGES is None:
+        sources.sort(key=lambda source: source.name)
+    else:
+        order = {{name: i for i, name in enumerate(IMAGES)}}
+        extra = sorted(source.name for source in sources if source.name not in order)
+        missing = len(set(IMAGES) - {{source.name for source in sources}})
+        if extra or missing:
+            print(f"note: {{missing}} of the app's images not found, {{len(extra)}} not in the app's export "
+                  f"(put last); run this on the folder the upload was unzipped into", file=sys.stderr)
+        sources.sort(key=lambda source: (order.get(source.name, len(order)), source.name))
     backbone = load_backbone(BACKBONE, weights=WEIGHTS, input_size=INPUT_SIZE)
     fx = FeatureExtractor(backbone, layers=LAYERS, poolings=POOLINGS, resize=RESIZE, precision=PRECISION)
-    batch = gather_paths(argv)  # images or folders
-    result = fx.extract(batch.sources, batch_size=BATCH_SIZE)
+    result = fx.extract(sources, batch_size=BATCH_SIZE)
     for failure in result.failures:
         print(f"skipped: {{failure}}", file=sys.stderr)
-    np.savez("features.npz", paths=np.array(result.names, dtype=str), **result.features)
+    columns = {{"paths": np.array(result.names, dtype=str)}}
+    if any(label is not None for label in result.labels):
+        columns["labels"] = np.array(["" if label is None else label for label in result.labels], dtype=str)
+    np.savez("features.npz", **columns, **result.features)
     shapes = ", ".join(f"{{key}} {{value.shape}}" for key, value in result.features.items())
     print(f"wrote features.npz: {{len(result.names)}} images; {{shapes}}")
     return 0
@@ -578,6 +632,7 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         precision=config["precision"],
         input_size=config["input_size"],
         batch_size=config.get("batch_size", 32),
+        images=config.get("images"),
     )
     config_json = "\n".join("    " + line for line in json.dumps(cfg, indent=2).splitlines())
     # The docstring is a plain (non-raw) triple-quoted string: keep JSON escapes and quotes inert.
@@ -593,4 +648,5 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         resize=cfg["resize"],
         precision=cfg["precision"],
         batch_size=cfg["batch_size"],
+        images=cfg.get("images"),
     )

@@ -150,7 +150,7 @@ def test_tsne_with_few_images_lowers_the_perplexity(downloads):
     at.switch_page(EX).run()
     assert_clean(at)
     header = downloads["layer_explorer_maps.csv"].decode().splitlines()[0]
-    assert header == ("path,label,block4_pool/avg pca_x,block4_pool/avg pca_y,"
+    assert header == ("paths,labels,block4_pool/avg pca_x,block4_pool/avg pca_y,"
                       "block4_pool/avg tsne perplexity=30_x,block4_pool/avg tsne perplexity=30_y")
 
 
@@ -264,9 +264,9 @@ def test_export_default_downloads_read_back(downloads):
     npz = np.load(io.BytesIO(downloads["layer_explorer_features.npz"]))  # no pickle needed
     assert npz["block4_pool/avg"].shape == (70, 128)
     header = downloads["layer_explorer_features.csv"].decode().splitlines()[0]
-    assert header.startswith("path,label,block4_pool/avg_0,")
+    assert header.startswith("paths,labels,block4_pool/avg_0,")
     coords = downloads["layer_explorer_maps.csv"].decode().splitlines()
-    assert coords[0] == "path,label,block4_pool/avg pca_x,block4_pool/avg pca_y" and len(coords) == 71
+    assert coords[0] == "paths,labels,block4_pool/avg pca_x,block4_pool/avg pca_y" and len(coords) == 71
     script = downloads["extract_features.py"].decode()
     compile(script, "extract_features.py", "exec")
     assert "LAYERS = ['block4_pool']" in script and script.strip() in at.code[0].value.strip()

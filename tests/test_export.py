@@ -29,6 +29,7 @@ from extractor.export import (
     reproduce_config,
     reproduce_script,
 )
+from extractor.sources import ImageSource
 
 
 @pytest.fixture()
@@ -80,7 +81,7 @@ def test_parquet_round_trip_exact(data, tmp_path):
     features, names, labels = data
     blob = features_to_parquet(features, names, labels)
     table = pq.read_table(io.BytesIO(blob))
-    assert table.column_names == ["path", "label", *features]
+    assert table.column_names == ["paths", "labels", *features]
     field_type = table.schema.field("block3_conv2/avg").type
     assert pa.types.is_fixed_size_list(field_type) and field_type.list_size == 8
     assert field_type.value_type == pa.float32()
@@ -96,17 +97,17 @@ def test_parquet_round_trip_exact(data, tmp_path):
 def test_parquet_readable_with_plain_pandas(data):
     features, names, labels = data
     df = pd.read_parquet(io.BytesIO(features_to_parquet(features, names, labels)))
-    assert df["path"].tolist() == names
+    assert df["paths"].tolist() == names
     np.testing.assert_array_equal(np.stack(df["block3_conv2/avg"].to_numpy()), features["block3_conv2/avg"])
 
 
 def test_table_layouts(data):
     features, names, labels = data
     nested = features_to_table(features, names, labels)
-    assert list(nested.columns) == ["path", "label", *features]
+    assert list(nested.columns) == ["paths", "labels", *features]
     np.testing.assert_array_equal(nested.loc[1, "block3_conv2/avg"], features["block3_conv2/avg"][1])
     wide = features_to_table(features, names, wide=True)
-    assert list(wide.columns[:3]) == ["path", "block3_conv2/avg_0", "block3_conv2/avg_1"]
+    assert list(wide.columns[:3]) == ["paths", "block3_conv2/avg_0", "block3_conv2/avg_1"]
     assert wide.shape == (5, 1 + 8 + 3 + 2)
 
 
@@ -143,10 +144,10 @@ def test_csv_header_and_values_round_trip(data):
     features, names, labels = data
     text = features_to_csv(features, names, labels).decode("utf-8")
     header = text.splitlines()[0].split(",")
-    assert header[:4] == ["path", "label", "block3_conv2/avg_0", "block3_conv2/avg_1"]
+    assert header[:4] == ["paths", "labels", "block3_conv2/avg_0", "block3_conv2/avg_1"]
     assert header[-1] == "outer/inner/max_1" and len(header) == 2 + 8 + 3 + 2
     df = pd.read_csv(io.StringIO(text), keep_default_na=False)
-    assert df["path"].tolist() == names and df["label"].tolist() == labels
+    assert df["paths"].tolist() == names and df["labels"].tolist() == labels
     cols = [f"block5_pool/gem_{i}" for i in range(3)]
     np.testing.assert_array_equal(df[cols].to_numpy().astype(np.float32), features["block5_pool/gem"])
 
@@ -159,13 +160,13 @@ def test_csv_refuses_huge_exports_with_a_way_out():
     small = {"b/avg": np.zeros((10, 100), np.float32)}
     with pytest.raises(ExportError, match="0.0 M limit"):
         features_to_csv(small, [f"{i}.jpg" for i in range(10)], max_cells=999)
-    assert features_to_csv(small, [f"{i}.jpg" for i in range(10)], max_cells=1000).startswith(b"path,")
+    assert features_to_csv(small, [f"{i}.jpg" for i in range(10)], max_cells=1000).startswith(b"paths,")
 
 
 def test_coords_to_csv():
     coords = {"pca": np.array([[0.5, -1.0], [2.0, 3.0]]), "tsne": np.zeros((2, 2))}
     text = coords_to_csv(coords, ["a.jpg", "b.jpg"], ["x", "y"]).decode()
-    assert text.splitlines()[0] == "path,label,pca_x,pca_y,tsne_x,tsne_y"
+    assert text.splitlines()[0] == "paths,labels,pca_x,pca_y,tsne_x,tsne_y"
     assert text.splitlines()[1] == "a.jpg,x,0.5,-1,0,0"
     with pytest.raises(ExportError, match=r"expected \(images, 2\)"):
         coords_to_csv({"pca": np.zeros((2, 3))}, ["a", "b"])
@@ -273,7 +274,7 @@ def test_reproduce_config_is_plain_json():
 def test_reproduce_script_compiles_and_quotes_safely():
     script = reproduce_script(config())
     compile(script, "extract_features.py", "exec")
-    assert "from extractor import FeatureExtractor, gather_paths, load_backbone" in script
+    assert "from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone" in script
     assert "LAYERS = ['block3_conv3', 'block4_pool']" in script and "INPUT_SIZE = (224, 224)" in script
     evil = dict(config(), layers=['x"""\nimport os\n"""', "\\N{oops}"], backbone="it's")
     compile(reproduce_script(evil), "x.py", "exec")  # repr() keeps every value inert
@@ -294,26 +295,31 @@ def test_reproduce_script_runs_against_the_documented_api(tmp_path, monkeypatch)
             calls["fx"] = (backbone, layers, poolings, resize, precision)
 
         def extract(self, sources, batch_size):
-            calls["extract"] = (sources, batch_size)
+            calls["extract"] = ([(s.name, s.label) for s in sources], batch_size)
             return types.SimpleNamespace(
-                features={"block3_conv3/avg": np.ones((2, 4), np.float32)}, names=["a.jpg", "b.jpg"], failures=[])
+                features={"block3_conv3/avg": np.ones((2, 4), np.float32)}, names=[s.name for s in sources],
+                labels=[s.label for s in sources], failures=[])
 
     def gather_paths(paths):
         calls["paths"] = paths
-        return types.SimpleNamespace(sources=["SRC1", "SRC2"])
+        return types.SimpleNamespace(sources=[types.SimpleNamespace(name=f"{paths[0]}/b.jpg", data=b"2"),
+                                              types.SimpleNamespace(name=f"{paths[0]}/a.jpg", data=b"1")])
 
     fake = types.ModuleType("extractor")
     fake.load_backbone, fake.FeatureExtractor, fake.gather_paths = load_backbone, FeatureExtractor, gather_paths
+    fake.ImageSource = ImageSource
     monkeypatch.setitem(sys.modules, "extractor", fake)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "reproduce"}
     exec(compile(reproduce_script(config()), "extract_features.py", "exec"), namespace)
-    assert namespace["main"](["imgs/"]) == 0
+    (tmp_path / "imgs").mkdir()
+    assert namespace["main"](["imgs"]) == 0  # names relative to the folder, sorted (no row list given)
     assert calls["load"] == ("vgg16", "imagenet", (224, 224))
     assert calls["fx"] == ("BACKBONE", ["block3_conv3", "block4_pool"], ["avg", "gem"], "letterbox", "float32")
-    assert calls["paths"] == ["imgs/"] and calls["extract"] == (["SRC1", "SRC2"], 16)
+    assert calls["paths"] == ["imgs"] and calls["extract"] == ([("a.jpg", None), ("b.jpg", None)], 16)
     with np.load(tmp_path / "features.npz") as npz:
         assert npz["paths"].tolist() == ["a.jpg", "b.jpg"] and npz["block3_conv3/avg"].shape == (2, 4)
+        assert "labels" not in npz.files  # no folders, no labels: as the app writes it
     assert namespace["main"]([]) == 2  # no arguments: usage
 
 
@@ -328,3 +334,32 @@ def test_csv_cells_that_look_like_formulas_are_defused():
     assert "\nok.png," in text
     coords = coords_to_csv({"pca": np.zeros((3, 2), np.float32)}, names).decode()
     assert "'=HYPERLINK" in coords
+
+
+def test_one_naming_everywhere_paths_and_labels(data):
+    """Issue 10: .npz said paths/labels, .parquet and .csv said path/label. Now every format says the same."""
+    import pyarrow.parquet as pq
+
+    features, names, labels = data
+    with np.load(io.BytesIO(features_to_npz(features, names, labels))) as npz:
+        npz_names = [k for k in npz.files if k not in features]
+    parquet_names = [c for c in pq.read_table(io.BytesIO(features_to_parquet(features, names, labels))).column_names
+                     if c not in features]
+    csv_names = features_to_csv(features, names, labels).decode().splitlines()[0].split(",")[:2]
+    coords_names = coords_to_csv({"pca": np.zeros((5, 2))}, names, labels).decode().splitlines()[0].split(",")[:2]
+    assert npz_names == parquet_names == csv_names == coords_names == ["paths", "labels"]
+
+
+def test_read_features_still_reads_the_old_singular_parquet_columns(data):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features, names, labels = data
+    table = pq.read_table(io.BytesIO(features_to_parquet(features, names, labels)))
+    old = table.rename_columns(["path", "label", *table.column_names[2:]])  # what earlier versions wrote
+    buf = io.BytesIO()
+    pq.write_table(old.replace_schema_metadata(table.schema.metadata), buf)
+    back, back_names, back_labels = read_features(buf.getvalue())
+    assert_same(features, back)
+    assert back_names == names and back_labels == labels
+    assert isinstance(old, pa.Table)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import runpy
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from extractor import FeatureExtractor, gather_paths, load_backbone
 from extractor.demo import export_demo_set
-from extractor.export import reproduce_config, reproduce_script
+from extractor.export import ExportError, reproduce_config, reproduce_script
 
 
 def test_exported_script_gives_the_same_features(tmp_path, monkeypatch):
@@ -31,6 +33,82 @@ def test_exported_script_gives_the_same_features(tmp_path, monkeypatch):
     fx = FeatureExtractor(load_backbone("demo-shapes", input_size=(64, 64)), ["block2_pool", "block4_pool"],
                           ["avg", "gem"], resize="pad")
     want = fx.extract(gather_paths([str(folder)]).sources)
-    assert list(got["paths"]) == want.names
+    # Names as the app gives them (relative to the folder, like zip members); one level of class folders
+    # sorts the same way gather_paths walks it.
+    assert list(got["paths"]) == [Path(n).relative_to(folder).as_posix() for n in want.names]
+    assert list(got["labels"]) == want.labels
     for key, values in want.features.items():
         np.testing.assert_allclose(got[key], values, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 10, item 3: the script writes the app's rows — same names, same labels, same order
+
+
+def _app_export(folder, members, backbone, layers, poolings, resize):
+    """What the app exports for a zip of ``members`` (in that order): read_zip, extract, features_to_npz."""
+    import io
+    import zipfile
+
+    from extractor.export import features_to_npz, read_features
+    from extractor.sources import read_zip
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for member in members:
+            zf.write(folder / member, member)
+    batch = read_zip(buf.getvalue(), "set.zip")
+    fx = FeatureExtractor(backbone, layers, poolings, resize=resize)
+    result = fx.extract(batch.sources)
+    labels = ["" if lab is None else lab for lab in result.labels] if result.has_labels else None
+    return read_features(features_to_npz(result.features, result.names, labels))
+
+
+def _run_script(tmp_path, monkeypatch, config, *args):
+    from extractor.export import read_features
+
+    script = tmp_path / "extract_features.py"
+    script.write_text(reproduce_script(config))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script), *map(str, args)])
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    return read_features(tmp_path / "features.npz")
+
+
+def test_script_writes_the_apps_names_labels_and_row_order(tmp_path, monkeypatch):
+    folder = tmp_path / "unzipped"
+    export_demo_set("shapes", folder, per_class=2, seed=3)
+    # A zip stores members in the order they were added, which is rarely sorted: interleave the classes.
+    members = sorted((p.relative_to(folder).as_posix() for p in folder.rglob("*.png")),
+                     key=lambda m: (m.split("/")[-1].rsplit("_", 1)[-1], m))
+    assert members != sorted(members)
+    layers, poolings = ["block2_pool"], ["avg"]
+    backbone = load_backbone("demo-shapes", input_size=(64, 64))
+    app_feats, app_names, app_labels = _app_export(folder, members, backbone, layers, poolings, "pad")
+    assert app_names == members and app_labels is not None
+
+    config = reproduce_config(backbone="demo-shapes", weights="pretrained", layers=layers, poolings=poolings,
+                              resize="pad", precision="float32", input_size=(64, 64), images=app_names)
+    feats, names, labels = _run_script(tmp_path, monkeypatch, config, folder)
+    assert names == app_names
+    assert labels == app_labels
+    np.testing.assert_allclose(feats["block2_pool/avg"], app_feats["block2_pool/avg"], rtol=1e-6, atol=1e-6)
+
+
+def test_script_without_a_row_list_sorts_by_name_and_labels_by_parent_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "unzipped"
+    export_demo_set("shapes", folder, per_class=1, seed=3)
+    config = reproduce_config(backbone="demo-shapes", weights="pretrained", layers=["block2_pool"],
+                              poolings=["avg"], resize="pad", precision="float32", input_size=(64, 64))
+    _, names, labels = _run_script(tmp_path, monkeypatch, config, folder)
+    assert names == sorted(names) and all("/" in n and not n.startswith(str(folder)) for n in names)
+    assert labels == [n.split("/")[0] for n in names]  # the zip rule: the image's own folder
+
+
+def test_reproduce_config_checks_the_row_list():
+    with pytest.raises(ExportError, match="images"):
+        reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="pad",
+                         precision="float32", input_size=(64, 64), images="a.png")
