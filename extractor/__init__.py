@@ -29,7 +29,9 @@ from .backbones import (
     preprocess_images,
     rebuild_backbone,
 )
+from .calibration import CalibrationError, calibrate_batchnorm, has_batchnorm
 from .errors import LayerExplorerError
+from .feature_health import FeatureHealth, check_features
 from .features import (
     PRECISIONS,
     ExtractionRequestError,
@@ -57,11 +59,13 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "BackboneSpec",
+    "CalibrationError",
     "DecodedImage",
     "ExtractionRequestError",
     "ExtractionResult",
     "Failure",
     "FeatureExtractor",
+    "FeatureHealth",
     "GLOBAL_POOLINGS",
     "ImageSource",
     "InvalidImageError",
@@ -79,6 +83,8 @@ __all__ = [
     "WeightsInfo",
     "WeightsUnavailableError",
     "backbone_from_model",
+    "calibrate_batchnorm",
+    "check_features",
     "decode_image",
     "feature_key",
     "feature_layers",
@@ -86,6 +92,7 @@ __all__ = [
     "gather_paths",
     "gather_uploads",
     "get_spec",
+    "has_batchnorm",
     "imagenet_weights_path",
     "load_backbone",
     "load_image",

@@ -138,6 +138,7 @@ class WeightsInfo:
     kind: str
     description: str
     source: str | None = None  # a file name (never shown as a full server path in the app)
+    bn_calibrated_on: int | None = None  # images its BN statistics were re-estimated on (extractor.calibration)
 
     @property
     def is_pretrained(self) -> bool:
