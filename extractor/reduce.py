@@ -75,12 +75,15 @@ class Embedding:
         explained_variance: for PCA, the fraction of the total variance each of the two
             axes carries (``(0.41, 0.12)``); ``None`` for t-SNE and UMAP, whose axes mean nothing.
         notes: plain-language remarks about what was adjusted, for display under the chart.
+        params: the parameters really used, as ``((name, value), ...)`` — e.g. the perplexity after
+            clamping to the number of images, so a map's name never states the requested value.
     """
 
     coords: np.ndarray
     method: str
     explained_variance: tuple[float, ...] | None = None
     notes: tuple[str, ...] = ()
+    params: tuple[tuple[str, float], ...] = ()
 
 
 def check_features(X, *, min_images: int = 3, purpose: str = "PCA/t-SNE") -> np.ndarray:
@@ -126,7 +129,7 @@ def check_features(X, *, min_images: int = 3, purpose: str = "PCA/t-SNE") -> np.
         bad = np.flatnonzero(~finite_rows)
         shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
         raise DegenerateFeaturesError(
-            f"{bad.size} of {n} images have NaN or infinite feature values (image numbers {shown}). "
+            f"{bad.size} of {n} images {'has' if bad.size == 1 else 'have'} NaN or infinite feature values (image numbers {shown}). "
             "This usually means float16 overflowed in this layer: switch precision to float32, "
             "or pick another layer."
         )
@@ -262,7 +265,8 @@ def tsne_2d(X, *, perplexity: float = 30.0, seed: int = 0, max_iter: int = 1000)
         coords = tsne.fit_transform(reduced)
     coords = np.ascontiguousarray(coords, dtype=np.float32)
     _check_coords(coords, "t-SNE")
-    return Embedding(coords=coords, method="tsne", explained_variance=None, notes=tuple(notes))
+    return Embedding(coords=coords, method="tsne", explained_variance=None, notes=tuple(notes),
+                     params=(("perplexity", float(used)),))
 
 
 def umap_available() -> bool:
@@ -302,7 +306,8 @@ def umap_2d(X, *, n_neighbors: int = 15, seed: int = 0) -> Embedding:
         coords = model.fit_transform(reduced)
     coords = np.ascontiguousarray(coords, dtype=np.float32)
     _check_coords(coords, "UMAP")
-    return Embedding(coords=coords, method="umap", explained_variance=None, notes=tuple(notes))
+    return Embedding(coords=coords, method="umap", explained_variance=None, notes=tuple(notes),
+                     params=(("n_neighbors", float(used)),))
 
 
 def embed(X, method: str = "pca", **kw) -> Embedding:

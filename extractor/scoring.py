@@ -22,7 +22,7 @@ Example:
     >>> knn_accuracy(X, y), linear_probe_accuracy(X, y)
     (1.0, 1.0)
     >>> label_problem(["cat", "cat", "dog"])
-    "Class 'dog' has only 1 image; every class needs at least 2 for cross-validated scores."
+    "class 'dog' has only 1 image; every class needs at least 2 for cross-validated scores."
 """
 
 from __future__ import annotations
@@ -101,27 +101,30 @@ def _clean_labels(labels: Sequence | None, n: int | None = None) -> list[str | N
 def label_problem(labels: Sequence | None) -> str | None:
     """Why supervised scores (k-NN, linear probe, silhouette) can't be computed, or ``None`` if they can.
 
+    The reason starts in lower case and carries no heading of its own: callers put it after theirs
+    ("No accuracy scores: …", "No recommendation: …"), so it never reads "No …: No labels: …".
+
     Example:
         >>> label_problem(None)
-        'No labels: put the images in one folder per class (the folder name becomes the label) to get accuracy scores.'
+        'the images have no labels; put them in one folder per class (the folder name becomes the label) to get accuracy scores.'
         >>> label_problem(["a", "a", "b", "b"]) is None
         True
     """
     clean = _clean_labels(labels)
     if clean is None:
-        return ("No labels: put the images in one folder per class (the folder name becomes the label) "
+        return ("the images have no labels; put them in one folder per class (the folder name becomes the label) "
                 "to get accuracy scores.")
     present = [lab for lab in clean if lab is not None]
     if not present:
-        return "None of the images has a label; label at least 2 classes with at least 2 images each."
+        return "none of the images has a label; label at least 2 classes with at least 2 images each."
     classes, counts = np.unique(np.array(present, dtype=str), return_counts=True)
     if classes.size < 2:
-        return f"Only one class ({classes[0]!r}); accuracy needs at least 2 classes with at least 2 images each."
+        return f"only one class ({classes[0]!r}); accuracy needs at least 2 classes with at least 2 images each."
     small = [str(c) for c, k in zip(classes, counts) if k < 2]
     if small:
         shown = ", ".join(repr(c) for c in small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
         verb = "has" if len(small) == 1 else "have"
-        return f"Class {shown} {verb} only 1 image; every class needs at least 2 for cross-validated scores."
+        return f"class {shown} {verb} only 1 image; every class needs at least 2 for cross-validated scores."
     return None
 
 
@@ -651,7 +654,7 @@ def recommend(table: pd.DataFrame) -> Recommendation | None:
     cheap = near.sort_values(["_dim", "_secs", "_score", "_depth"], ascending=[True, True, False, True],
                              kind="stable").iloc[0]
 
-    reason = _reason(t, best, cheap, metric, other, table.attrs)
+    reason = _reason(t, best, cheap, metric, other, {**table.attrs, "n_swept": len(table)})
     return Recommendation(
         layer=str(best["layer"]),
         pooling=str(best["pooling"]),
@@ -680,7 +683,10 @@ def _reason(t: pd.DataFrame, best, cheap, metric: str, other: str | None, attrs:
     parts = []
     extra = f" (k-NN {best['_other']:.1%})" if other and math.isfinite(best["_other"]) else ""
     dims = f" from {int(best['_dim'])}-dimensional vectors" if math.isfinite(best["_dim"]) else ""
+    # t holds only the configurations with a score; say so when others were swept but could not compete.
     scope = f"the highest of {len(t)} configurations"
+    if attrs.get("n_swept", len(t)) > len(t):
+        scope = f"the highest of {len(t)} scored configurations ({attrs['n_swept']} swept)"
     n_lab, n_cls = attrs.get("n_labelled"), attrs.get("n_classes")
     if n_lab and n_cls:
         scope += f" on {n_lab} labelled images in {n_cls} classes"
@@ -692,6 +698,8 @@ def _reason(t: pd.DataFrame, best, cheap, metric: str, other: str | None, attrs:
         parts.append("No smaller configuration comes within 1 point of it, so it is also the cheapest good choice.")
     else:
         gap = (best["_score"] - cheap["_score"]) * 100
+        lower = "with the same score" if gap <= 0 else (
+            "less than 0.1 points lower" if gap < 0.05 else f"only {gap:.1f} points lower")
         if cheap["_dim"] < best["_dim"]:
             ratio = best["_dim"] / cheap["_dim"] if cheap["_dim"] > 0 else float("inf")
             size = f"with {int(cheap['_dim'])} dimensions ({ratio:.1f}× smaller)"
@@ -701,7 +709,7 @@ def _reason(t: pd.DataFrame, best, cheap, metric: str, other: str | None, attrs:
                 size += f", extracted faster ({_duration(cheap['_secs'])} vs {_duration(best['_secs'])})"
         parts.append(
             f"For a cheaper vector, {_name(cheap)} gets {cheap['_score']:.1%} {size}, "
-            f"only {gap:.1f} points lower."
+            f"{lower}."
         )
     if n_lab and n_lab < 100:
         parts.append(f"With {n_lab} labelled images one image is worth {100 / n_lab:.1f} points, "

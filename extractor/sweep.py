@@ -50,8 +50,7 @@ class SweepReport:
     def recommendation_text(self) -> str:
         if self.recommendation is None:
             why = self.label_problem or "the images have no labels"
-            return (f"No recommendation: {why}. Put the images in one folder per class "
-                    "(or pick a labelled demo set) to score layers by accuracy.")
+            return f"No recommendation: {why}"  # label_problem's reason already says how to fix it
         return f"Recommendation: {self.recommendation.reason}"
 
 

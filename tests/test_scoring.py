@@ -41,12 +41,12 @@ def blobs(n_per=20, dim=32, classes=4, sep=8.0, seed=0):
 
 
 def test_label_problem_says_why():
-    assert "No labels" in label_problem(None)
-    assert "Only one class" in label_problem(["a", "a", "a"])
+    assert "no labels" in label_problem(None)
+    assert "only one class" in label_problem(["a", "a", "a"])
     assert label_problem(["a", "a", "b"]) == (
-        "Class 'b' has only 1 image; every class needs at least 2 for cross-validated scores."
+        "class 'b' has only 1 image; every class needs at least 2 for cross-validated scores."
     )
-    assert "None of the images" in label_problem([None, "", None])
+    assert "none of the images" in label_problem([None, "", None])
     assert label_problem(["a", "a", "b", "b"]) is None
     assert label_problem(["a", "a", "b", "b", None, ""]) is None  # unlabelled images are left out
 
@@ -245,7 +245,7 @@ def test_score_configs_without_labels_is_unsupervised_only():
     assert table[["knn_acc", "linear_acc", "silhouette"]].isna().all().all()
     assert table["effective_rank"].notna().all()
     assert list(table["depth"]) == [0, 1, 2, 2]  # order of first appearance when no depths are given
-    assert "No labels" in table.attrs["label_problem"]
+    assert "no labels" in table.attrs["label_problem"]
     assert recommend(table) is None
 
 
