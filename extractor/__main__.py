@@ -201,18 +201,18 @@ def _gather(paths):
 
 
 def cmd_backbones(args) -> int:
-    from .backbones import BACKBONES, imagenet_weights_path
+    from .backbones import BACKBONES, imagenet_cached
 
     rows = []
+    cached = imagenet_cached()
     for spec in BACKBONES.values():
-        path = imagenet_weights_path(spec)
         rows.append({
             "name": spec.name,
             "input_size": list(spec.input_size),
             "preprocessing": spec.preprocessing,
             "family": spec.family,
             "pretrained": spec.pretrained,
-            "imagenet_cached": bool(path and path.is_file()),
+            "imagenet_cached": bool(cached[spec.name]),
         })
     if args.json:
         print(json.dumps(rows, indent=2))

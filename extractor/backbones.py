@@ -35,10 +35,13 @@ __all__ = [
     "PREPROCESSING_MODES",
     "UnknownBackboneError",
     "WeightsUnavailableError",
+    "ImageNetWeightsMissingError",
+    "MissingWeights",
     "InvalidInputSizeError",
     "get_spec",
     "load_backbone",
     "imagenet_weights_path",
+    "imagenet_cached",
     "keras_cache_dir",
     "preprocess_images",
     "rebuild_backbone",
@@ -65,6 +68,33 @@ class UnknownBackboneError(LayerExplorerError):
 
 class WeightsUnavailableError(LayerExplorerError):
     """The requested weights cannot be loaded; the message lists what was tried and the ways out."""
+
+
+@dataclass(frozen=True)
+class MissingWeights:
+    """What a missing-ImageNet-weights refusal is about, as data: the UI phrases it in its own words.
+
+    Which ways out to offer (random weights, a local weights file, the demo backbone) is the
+    caller's decision: a deployment may not allow local files.
+    """
+
+    backbone: str  # registry name
+    requested: str  # what the caller asked for: "pretrained" or "imagenet"
+    file_name: str  # the Keras cache file looked for
+    cache_dir: str  # the folder it was looked for in: a server path, for the command line only
+    cause: str  # "not-cached-offline" (no file, no internet) or "load-failed" (download or file broken)
+    detail: str = ""  # the failing exception's type for "load-failed"
+
+
+class ImageNetWeightsMissingError(WeightsUnavailableError):
+    """ImageNet weights are neither in the Keras cache nor downloadable; ``.missing`` says which and where."""
+
+    def __init__(self, message: str, missing: MissingWeights):
+        super().__init__(message, missing)  # both in args, so pickling (Streamlit caches) keeps the fields
+        self.missing = missing
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class InvalidInputSizeError(LayerExplorerError):
@@ -319,14 +349,35 @@ def _weights_host_reachable() -> bool:
         return ok
 
 
-def _imagenet_unavailable(spec: BackboneSpec, path: Path, why: str) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
+def imagenet_cached(input_size: tuple[int, int] | None = None) -> dict[str, bool | None]:
+    """For every registry backbone: are its ImageNet weights in the Keras cache on this machine?
+
+    ``None`` where a backbone has no ImageNet weights at all (``demo-shapes``). ``input_size``
+    matters where the file name encodes it (MobileNetV2); ``None`` uses each backbone's default.
+    Checks files only: nothing is loaded or downloaded.
+
+    Example:
+        >>> imagenet_cached()["demo-shapes"] is None
+        True
+    """
+    out: dict[str, bool | None] = {}
+    for name, spec in BACKBONES.items():
+        path = imagenet_weights_path(spec, input_size)
+        out[name] = None if path is None else path.is_file()
+    return out
+
+
+def _imagenet_unavailable(spec: BackboneSpec, path: Path, why: str, requested: str, cause: str,
+                          detail: str = "") -> ImageNetWeightsMissingError:
+    message = (
         f"ImageNet weights for {spec.name} are not available: {why} "
         f"Tried the Keras cache file {path.name!r} in {path.parent} and a download. Ways out: "
         "connect to the internet once (Keras caches the file for offline use), copy the file into that "
-        "folder (or set KERAS_HOME), use weights 'none' to explore the architecture with random weights, "
+        "folder (or set KERAS_HOME), explore the architecture with random weights (--weights none), "
         "a local .weights.h5 file, or the offline 'demo-shapes' backbone."
     )
+    return ImageNetWeightsMissingError(
+        message, MissingWeights(spec.name, requested, path.name, str(path.parent), cause, detail))
 
 
 # One build at a time: Keras layer naming, the global dtype policy and the random seed are
@@ -413,11 +464,13 @@ def load_backbone(
             )
         path = imagenet_weights_path(spec, size)
         if not path.is_file() and not _weights_host_reachable():
-            raise _imagenet_unavailable(spec, path, "the file is not in the Keras cache and the internet cannot be reached.")
+            raise _imagenet_unavailable(spec, path, "the file is not in the Keras cache and the internet cannot be reached.",
+                                        request, "not-cached-offline")
         try:
             model = _build(spec, size, "imagenet")
         except Exception as exc:  # urllib / hash / h5 errors all mean the same thing to the user
-            raise _imagenet_unavailable(spec, path, f"loading failed ({type(exc).__name__}).") from exc
+            raise _imagenet_unavailable(spec, path, f"loading failed ({type(exc).__name__}).", request, "load-failed",
+                                        type(exc).__name__) from exc
         info = WeightsInfo("imagenet", f"ImageNet (Keras cache file {path.name})", path.name)
     elif kind == "shipped":
         from . import training
