@@ -231,7 +231,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in [
         _spec("vgg16", "VGG16", (224, 224), "caffe", "VGG", _fixed("vgg16" + _NOTOP),
-              description="VGG16: plain stacks of 3×3 convolutions, five blocks; the seed article's backbone."),
+              description="VGG16: plain stacks of 3×3 convolutions, five blocks; the classic baseline for transfer features."),
         _spec("vgg19", "VGG19", (224, 224), "caffe", "VGG", _fixed("vgg19" + _NOTOP),
               description="VGG19: VGG16 with one more conv in blocks 3–5."),
         _spec("resnet50", "ResNet50", (224, 224), "caffe", "ResNet", _fixed("resnet50" + _NOTOP),

@@ -69,3 +69,10 @@ def test_one_bad_image_is_singular():
     X[2, 1] = np.nan
     with pytest.raises(DegenerateFeaturesError, match=r"1 of 5 images has NaN"):
         check_features(X)
+
+
+def test_backbone_descriptions_stand_on_their_own():
+    from extractor import BACKBONES
+
+    for spec in BACKBONES.values():
+        assert "seed article" not in spec.description.lower(), spec.name
