@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from extractor.errors import LayerExplorerError
+from extractor.feature_health import COLLAPSED_SCALE
 
 __all__ = [
     "EmbeddingError",
@@ -143,6 +144,13 @@ def check_features(X, *, min_images: int = 3, purpose: str = "PCA/t-SNE") -> np.
             raise DegenerateFeaturesError(
                 f"Every feature is zero for all {n} images: this layer/pooling outputs nothing but zeros "
                 "(often a ReLU layer with random weights). Pick another layer or pooling."
+            )
+        if scale < COLLAPSED_SCALE:  # not the images' fault: the network's activations vanished
+            raise DegenerateFeaturesError(
+                f"The features have collapsed: the largest value is {scale:.1e} and the {n} images give the same "
+                "vector, so there is nothing to map. This usually means an untrained network with batch "
+                "normalisation, not your images: calibrate its batch-norm statistics on the images, use trained "
+                "weights, or pick an earlier layer."
             )
         raise DegenerateFeaturesError(
             f"All {n} images have the same feature vector (each of the {c} features is constant), "

@@ -76,3 +76,11 @@ def test_backbone_descriptions_stand_on_their_own():
 
     for spec in BACKBONES.values():
         assert "seed article" not in spec.description.lower(), spec.name
+
+
+def test_identical_tiny_vectors_are_called_collapsed_not_copies():
+    X = np.tile(np.full((1, 6), 3e-12), (4, 1))
+    with pytest.raises(DegenerateFeaturesError) as info:
+        check_features(X)
+    assert "collapsed" in str(info.value) and "copies" not in str(info.value)
+    assert "batch normalisation" in str(info.value)
