@@ -351,7 +351,7 @@ def test_feature_files_round_trip():
     data, why = an.csv_bytes_or_message(eid, feats, names, labels)
     assert why is None
     lines = data.decode().splitlines()
-    assert lines[0].startswith("path,label,b2/avg_0") and len(lines) == len(X) + 1
+    assert lines[0].startswith("paths,labels,b2/avg_0") and len(lines) == len(X) + 1
 
     wide = {"big/flatten": np.zeros((10, CSV_MAX_CELLS // 10 + 1), np.float32)}
     data, why = an.csv_bytes_or_message(an.export_id("rows", list(wide), names[:10], None), wide, names[:10], None)
@@ -363,7 +363,7 @@ def test_coords_projector_and_reproduce_files():
     names = [f"=cmd|{i}.png" if i == 0 else f"img_{i}.png" for i in range(len(X))]
     coords = {"b2/avg pca": pca_2d(X).coords}
     csv = an.coords_csv_bytes("eid-coords", coords, names, labels).decode().splitlines()
-    assert csv[0] == "path,label,b2/avg pca_x,b2/avg pca_y"
+    assert csv[0] == "paths,labels,b2/avg pca_x,b2/avg pca_y"
     assert csv[1].startswith("'=cmd|0.png,a,")  # a formula-looking name is defused
 
     thumbs = [np.full((20, 20, 3), 10 * i % 255, np.uint8) for i in range(len(X))]
