@@ -634,7 +634,11 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         batch_size=config.get("batch_size", 32),
         images=config.get("images"),
     )
-    config_json = "\n".join("    " + line for line in json.dumps(cfg, indent=2).splitlines())
+    # The row list can be thousands of names: written once, as IMAGES, not again in the docstring.
+    shown = {k: v for k, v in cfg.items() if k != "images"}
+    if "images" in cfg:
+        shown["images"] = f"{len(cfg['images'])} names, in the app's row order (IMAGES below)"
+    config_json = "\n".join("    " + line for line in json.dumps(shown, indent=2).splitlines())
     # The docstring is a plain (non-raw) triple-quoted string: keep JSON escapes and quotes inert.
     config_json = config_json.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     return _SCRIPT.format(
