@@ -218,3 +218,23 @@ sys.exit(main(["extract", "demo-shapes", {str(shapes)!r}, "--layers", "block4_po
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert "pip install -r requirements-ray.txt" in lines[-1] and "layer-explorer[ray]" in lines[-1]
+
+
+def test_reproduce_script_shows_the_same_extraction_on_ray():
+    import shlex
+
+    from extractor.__main__ import _parser
+    from extractor.export import reproduce_config, reproduce_script
+
+    cfg = reproduce_config(backbone="demo-shapes", weights="none", layers=["block2_pool", "odd\nimport os"],
+                           poolings=["avg", "gem"], resize="pad", precision="float32", input_size=(64, 64),
+                           batch_size=16)
+    script = reproduce_script(cfg)
+    compile(script, "extract_features.py", "exec")
+    lines = [line for line in script.splitlines() if "--engine ray" in line]
+    assert len(lines) == 1 and lines[0].startswith("# python -m extractor extract ")
+    assert not any(line.startswith("import os") for line in script.splitlines())  # the newline stayed in the comment
+    args = _parser().parse_args(shlex.split(lines[0][2:])[3:])
+    assert (args.backbone, args.layers, args.pooling, args.weights) == ("demo-shapes", "block2_pool,odd import os",
+                                                                        "avg,gem", "none")
+    assert (args.input_size, args.resize, args.batch_size, args.engine, args.out) == (64, "pad", 16, "ray", "features/")
