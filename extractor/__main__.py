@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract pooled features to .npz or .parquet", formatter_class=_formatter,
                        description="Extract pooled features of several layers in one forward pass.\n\n"
                        f"Example:\n  {PROG} extract demo-shapes data/shapes --layers block2_pool,block4_pool "
-                       "--pooling avg,max --out feats.npz")
+                       "--pooling avg,max --out feats.npz\n"
+                       f"  {PROG} extract mobilenetv2 photos/ --layers out_relu --engine ray --out feats/")
     p.add_argument("backbone", help="registry name or .keras model file, e.g. resnet50")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files or folders (recursed; a folder per class gives labels), e.g. data/shapes")
@@ -150,7 +151,9 @@ def _weights_arg(p):
 
 
 def _engine_args(p):
-    g = p.add_argument_group("engine", "where extraction runs (the app always uses local)")
+    g = p.add_argument_group("engine", "where extraction runs (the app always uses local). On a remote cluster: "
+                             f"ray job submit --address http://HEAD:8265 --working-dir . -- {PROG} ... "
+                             "--engine ray --address auto --out /shared/feats/")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local (default: this process) or ray (Ray Data actors; resumable folder output)")
     g.add_argument("--address", help="ray: join a running cluster, 'auto' or HOST:PORT (default: start Ray here)")
@@ -316,6 +319,10 @@ def _ray_run(args, out, poolings):
     from .distributed import ExtractionPlan, RayOptions, extract_to_folder, read_feature_folder
     from .sources import list_image_files
 
+    if Path(out).suffix.lower() in (".npz", ".parquet"):
+        raise UsageError(f"{PROG} {args.command}: --engine ray writes a folder of Parquet shards, but --out {out} "
+                         f"is a file name; give a folder, e.g. --out {Path(out).with_suffix('')}/ "
+                         "(or use --engine local for one file)")
     backbone = _load(args)
     layers = _resolve_layers(args.layers, backbone)
     plan = ExtractionPlan.from_backbone(backbone, layers, [p.strip() for p in poolings.split(",") if p.strip()],

@@ -60,6 +60,8 @@ __all__ = [
     "FolderRun",
     "RayNotInstalledError",
     "FeatureFolderError",
+    "RayRunError",
+    "MAX_FILE_BYTES",
     "INSTALL_HINT",
     "MANIFEST_NAME",
     "default_workers",
@@ -73,12 +75,21 @@ MANIFEST_NAME = "_manifest.json"
 _STAGING = "_staging"
 _FORMAT = 1
 _DECODE_MEMORY = 256 * 2**20
+MAX_FILE_BYTES = 256 * 2**20  # gather_paths' cap for local files: the same rule on every engine
 _META_COLUMNS = ("path", "label", "error")
 _LOG = logging.getLogger(__name__)
 
 
 class RayNotInstalledError(LayerExplorerError):
     """``--engine ray`` was asked for, but Ray Data cannot be imported."""
+
+
+class FileTooLargeError(LayerExplorerError):
+    """An input file over :data:`MAX_FILE_BYTES`; refused before decoding."""
+
+
+class RayRunError(LayerExplorerError):
+    """Ray could not be reached or the run stopped; what was committed is kept for the rerun."""
 
 
 class FeatureFolderError(LayerExplorerError):
@@ -221,14 +232,37 @@ def start_ray(options: RayOptions) -> float:
     if ray.is_initialized():
         return 0.0
     start = time.perf_counter()
-    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
               "ignore_reinit_error": True}
-    if options.address:
-        ray.init(address=options.address, **common)
-    else:
-        ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1, object_store_memory=options.object_store_memory,
-                 _node_ip_address="127.0.0.1", **common)
+    try:
+        if options.address:
+            ray.init(address=options.address, **common)
+        else:
+            ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1,
+                     object_store_memory=options.object_store_memory, _node_ip_address="127.0.0.1", **common)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for the same user mistake
+        where = f"the cluster at {options.address!r}" if options.address else "an embedded Ray instance"
+        raise RayRunError(f"could not start or join {where} ({type(exc).__name__}: {_first_line(exc)}). "
+                          "For a cluster, check `ray status` on its head node and pass --address auto or "
+                          "HOST:PORT; without --address Ray starts here.") from None
     return time.perf_counter() - start
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The core's own error inside Ray's wrappers (remote tracebacks are for logs, not users)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, LayerExplorerError):
+            return cause
+        exc = cause if isinstance(cause, BaseException) else exc.__cause__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,6 +275,9 @@ def _decode_batch(batch: pa.Table, *, names: dict, size, resize: str) -> pa.Tabl
         name, label = names.get(key, (key, None))
         pixels, error = None, None
         try:
+            if len(data) > MAX_FILE_BYTES:
+                raise FileTooLargeError(f"{len(data) / 2**20:,.1f} MiB is over the {MAX_FILE_BYTES / 2**20:,.1f} MiB "
+                                        "per-file limit; downscale it.")
             decoded = load_image(data, name, None if size is None else tuple(size), resize)
             pixels = np.ascontiguousarray(decoded.pixels)
         except LayerExplorerError as exc:
@@ -457,7 +494,15 @@ def extract_to_folder(plan: ExtractionPlan, files: Sequence[ImageFile], out: str
     ray_seconds, workers = 0.0, 0
     if by_key:
         ray_seconds = start_ray(options)
-        workers = _run_pipeline(ray, plan, by_key, out / _STAGING, options, progress)
+        try:
+            workers = _run_pipeline(ray, plan, by_key, out / _STAGING, options, progress)
+        except Exception as exc:  # a worker died, a file vanished, the cluster went away
+            _commit_staged(out)
+            cause = _user_error(exc)
+            if cause is not None:  # e.g. a worker could not load the weights: the core's own message
+                raise RayRunError(f"a Ray worker refused the job: {' '.join(str(cause).split())}") from None
+            raise RayRunError(f"the Ray run stopped ({type(exc).__name__}: {_first_line(exc)}); the shards "
+                              f"written so far are kept in {out}. Rerun the same command to finish.") from None
         _commit_staged(out)
     done_after, rows_after = _scan(out)
     missing = [name for name, _ in by_key.values() if name not in done_after]
@@ -476,7 +521,7 @@ def _run_pipeline(ray, plan: ExtractionPlan, by_key: dict, staging: Path, option
     """read_binary_files -> decode -> actor pool -> write_parquet; the number of workers used."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     resources = ray.cluster_resources()
     workers = options.workers or default_workers(resources.get("CPU", 1), options.cpus_per_worker,
                                                  resources.get("GPU", 0), options.gpus_per_worker)
