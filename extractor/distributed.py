@@ -321,8 +321,11 @@ class _EmbedBatch:
 
         # TensorFlow sizes its pools to the whole machine; an actor owns only its CPUs.
         threads = max(1, int(threads))
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        except RuntimeError:  # a reused worker process whose TensorFlow already started keeps its pools
+            _LOG.warning("TensorFlow was already running in this Ray worker; its thread pools were not resized")
         self.plan = plan
         self.fx = _build_extractor(plan)
         self.keys = list(self.fx.keys)

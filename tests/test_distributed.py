@@ -46,12 +46,21 @@ BAD = {"circle/bad.png": b"this is text, not a picture", "square/empty.jpg": b""
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, configure_logging=False)
+    context = ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False,
+                       _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     try:
+        assert not context.dashboard_url
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def test_ray_runs_on_loopback_without_dashboard_or_usage_stats(ray_session):
+    import ray
+
+    assert ray_session.startswith("127.0.0.1:")
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
 
 
 def _folder(root: Path, per_class: int) -> Path:
