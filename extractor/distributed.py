@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ INSTALL_HINT = "pip install -r requirements-ray.txt (or pip install 'layer-explo
 MANIFEST_NAME = "_manifest.json"
 _STAGING = "_staging"
 _FORMAT = 1
-_DECODE_MEMORY = 256 * 2**20
+_DECODE_MEMORY = 512 * 2**20  # measured: a decode task peaks near 220 MiB on 128-image blocks
 MAX_FILE_BYTES = 256 * 2**20  # gather_paths' cap for local files: the same rule on every engine
 _META_COLUMNS = ("path", "label", "error")
 _LOG = logging.getLogger(__name__)
@@ -211,7 +212,12 @@ def default_workers(cpus: float, cpus_per_worker: float = 1.0, gpus: float = 0.0
 # ------------------------------------------------------------------------------------------------
 # Ray itself (an optional extra: imported here, only when asked for)
 
-def _ray():
+def _ray(embedded: bool = False):
+    if embedded and "ray" not in sys.modules:
+        # On Linux Ray turns 127.0.0.1 into the machine's outward address (so that other nodes could
+        # join); with clustering off, an embedded instance binds and advertises loopback only.
+        # Ray reads this when it is first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
         import ray.data
@@ -224,11 +230,11 @@ def _ray():
 def start_ray(options: RayOptions) -> float:
     """Connect to Ray (or start it in this process); seconds it took, 0 when already connected.
 
-    The embedded instance listens on loopback only, with no dashboard and no usage statistics,
-    so a laptop run opens nothing to the network.
+    The embedded instance listens on loopback only (when this call is the first to import Ray),
+    with no dashboard and no usage statistics, so a laptop run opens nothing to the network.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = _ray()
+    ray = _ray(embedded=not options.address)
     if ray.is_initialized():
         return 0.0
     start = time.perf_counter()
@@ -485,7 +491,7 @@ def extract_to_folder(plan: ExtractionPlan, files: Sequence[ImageFile], out: str
     start = time.perf_counter()
     out = Path(out)
     _prepare_folder(out, plan)
-    ray = _ray()
+    ray = _ray(embedded=not options.address)
     _commit_staged(out)  # what a killed run left complete counts; the rest is deleted
     done, rows_before = _scan(out)
     by_key: dict[str, tuple[str, str | None]] = {}
@@ -530,9 +536,10 @@ def _run_pipeline(ray, plan: ExtractionPlan, by_key: dict, staging: Path, option
                                                  resources.get("GPU", 0), options.gpus_per_worker)
     paths = sorted(by_key)
     block_rows = max(1, min(options.rows_per_shard, plan.batch_size * 4))
-    ds = ray.data.read_binary_files(paths, include_paths=True,
-                                    override_num_blocks=max(1, math.ceil(len(paths) / block_rows)))
-    # The memory hint (room for one image at the pixel cap, decoded and resized) also keeps Ray
+    # Blocks of a few batches each, and at least two per worker so that none of them idles.
+    blocks = min(len(paths), max(math.ceil(len(paths) / block_rows), 2 * workers))
+    ds = ray.data.read_binary_files(paths, include_paths=True, override_num_blocks=blocks)
+    # The memory hint (a block, plus one image at the pixel cap decoded and resized) also keeps Ray
     # from fusing decoding into the actors: decoding then runs as tasks on the CPU the pool leaves
     # free, in parallel with the forward passes, instead of in turn with them.
     ds = ds.map_batches(_decode_batch, batch_format="pyarrow", batch_size=None, memory=_DECODE_MEMORY,

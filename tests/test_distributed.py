@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-pytest.importorskip("ray")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported: loopback only (see distributed._ray)
+pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # Ray's start-up and actor start-up: ~110 s for the module on 2 loaded cores
 
 from extractor import FeatureExtractor, gather_paths, load_backbone  # noqa: E402
