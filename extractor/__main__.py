@@ -163,7 +163,8 @@ def _engine_args(p):
     g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                    help="ray: GPUs per actor, e.g. 1 or 0.5 (default 0: CPU)")
     g.add_argument("--rows-per-shard", type=int, default=1024,
-                   help="ray: rows per Parquet shard, the most a killed run loses (default 1024)")
+                   help="ray: rows per Parquet shard (default 1024); a killed run redoes only the shards it had "
+                   "not finished")
 
 
 def _size_arg(p):
@@ -350,7 +351,8 @@ def _extract_on_ray(args) -> int:
     dims = ", ".join(f"{k} ({v.shape[1] if v.ndim == 2 else '?'})" for k, v in result.features.items())
     print(f"wrote {run.rows_written} rows now ({run.already_done} were already there) to {run.out}: "
           f"{len(result.names)} images × [{dims}], {len(run.failures)} failures "
-          f"({run.rows_written / max(run.seconds, 1e-9):.1f} rows/s on {run.workers or 0} Ray workers; "
+          f"({run.rows_written / max(run.seconds, 1e-9):.1f} rows/s on {run.workers or 0} Ray workers, "
+          f"{run.ray_start_seconds:.0f} s of it starting Ray; "
           f"weights: {backbone.weights.description})")
     return EXIT_OK
 

@@ -549,7 +549,7 @@ def _run_pipeline(ray, plan: ExtractionPlan, by_key: dict, staging: Path, option
                         fn_constructor_kwargs={"plan": plan, "threads": options.cpus_per_worker},
                         num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None)
     staging.mkdir(parents=True, exist_ok=True)
-    ds.write_parquet(str(staging), min_rows_per_file=options.rows_per_shard)
+    ds.write_parquet(str(staging), min_rows_per_file=options.rows_per_shard, max_rows_per_file=options.rows_per_shard)
     if progress is not None:
         progress(len(paths), len(paths))
     return workers
