@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract pooled features to .npz or .parquet", formatter_class=_formatter,
                        description="Extract pooled features of several layers in one forward pass.\n\n"
                        f"Example:\n  {PROG} extract demo-shapes data/shapes --layers block2_pool,block4_pool "
-                       "--pooling avg,max --out feats.npz")
+                       "--pooling avg,max --out feats.npz\n"
+                       f"  {PROG} extract mobilenetv2 photos/ --layers out_relu --engine ray --out feats/")
     p.add_argument("backbone", help="registry name or .keras model file, e.g. resnet50")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files or folders (recursed; a folder per class gives labels), e.g. data/shapes")
@@ -82,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="float32 (default) or bfloat16 (faster on CPUs with AMX / AVX512-BF16)")
     p.add_argument("--resize", choices=["stretch", "center-crop", "pad", "native"], default="stretch",
                    help="stretch (default), center-crop, pad (letterbox) or native (each image at its own size)")
-    p.add_argument("--out", required=True, help="output file ending .npz or .parquet, e.g. feats.npz")
+    p.add_argument("--out", required=True,
+                   help="output file ending .npz or .parquet, e.g. feats.npz; with --engine ray a folder, e.g. feats/")
+    _engine_args(p)
 
     p = sub.add_parser("sweep", help="score every block-level layer × pooling on a labelled set",
                        formatter_class=_formatter,
@@ -98,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--resize", choices=["stretch", "center-crop", "pad"], default="stretch", help="resize policy")
     p.add_argument("--out", help="write the table as CSV, e.g. report.csv")
+    _engine_args(p)
+    p.add_argument("--features-out", metavar="DIR",
+                   help="with --engine ray: keep the extracted features in this folder (resumable); default a "
+                   "temporary folder")
 
     p = sub.add_parser("demo", help="the built-in demo: export image sets, retrain the demo CNN",
                        formatter_class=_formatter,
@@ -141,6 +148,23 @@ def _weights_arg(p):
     p.add_argument("--weights", default="pretrained",
                    help="pretrained (default: ImageNet, or the shipped weights of demo-shapes), imagenet, none "
                    "(random), or a .weights.h5 file, e.g. --weights none")
+
+
+def _engine_args(p):
+    g = p.add_argument_group("engine", "where extraction runs (the app always uses local). On a remote cluster: "
+                             f"ray job submit --address http://HEAD:8265 --working-dir . -- {PROG} ... "
+                             "--engine ray --address auto --out /shared/feats/")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default: this process) or ray (Ray Data actors; resumable folder output)")
+    g.add_argument("--address", help="ray: join a running cluster, 'auto' or HOST:PORT (default: start Ray here)")
+    g.add_argument("--workers", type=int,
+                   help="ray: actors, each holding one model (default: CPUs - 1, so reading and decoding keep a "
+                   "CPU; 1 on 2 cores; with --gpus-per-worker, GPUs / G)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="ray: GPUs per actor, e.g. 1 or 0.5 (default 0: CPU)")
+    g.add_argument("--rows-per-shard", type=int, default=1024,
+                   help="ray: rows per Parquet shard (default 1024); a killed run redoes only the shards it had "
+                   "not finished")
 
 
 def _size_arg(p):
@@ -247,6 +271,8 @@ def cmd_layers(args) -> int:
 def cmd_extract(args) -> int:
     from .features import FeatureExtractor
 
+    if _check_engine_args(args) == "ray":
+        return _extract_on_ray(args)
     out = Path(args.out)
     if out.suffix not in (".npz", ".parquet"):
         raise UsageError(f"{PROG} extract: --out must end with .npz or .parquet; got {out.name!r}")
@@ -279,9 +305,63 @@ def _write_features(out: Path, result) -> None:
     out.write_bytes(writer(result.features, result.names, labels))
 
 
+def _check_engine_args(args) -> str:
+    if args.engine == "local":
+        given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers),
+                                          ("--gpus-per-worker", args.gpus_per_worker),
+                                          ("--features-out", getattr(args, "features_out", None))) if value]
+        if given:
+            raise UsageError(f"{PROG} {args.command}: {given[0]} needs --engine ray")
+    return args.engine
+
+
+def _ray_run(args, out, poolings):
+    """Extraction on Ray into the folder ``out`` (extractor.distributed); prints what was skipped."""
+    from .distributed import ExtractionPlan, RayOptions, extract_to_folder, read_feature_folder
+    from .sources import list_image_files
+
+    if Path(out).suffix.lower() in (".npz", ".parquet"):
+        raise UsageError(f"{PROG} {args.command}: --engine ray writes a folder of Parquet shards, but --out {out} "
+                         f"is a file name; give a folder, e.g. --out {Path(out).with_suffix('')}/ "
+                         "(or use --engine local for one file)")
+    backbone = _load(args)
+    layers = _resolve_layers(args.layers, backbone)
+    plan = ExtractionPlan.from_backbone(backbone, layers, [p.strip() for p in poolings.split(",") if p.strip()],
+                                        source=args.backbone, resize=args.resize,
+                                        precision=getattr(args, "precision", "float32"), batch_size=args.batch_size)
+    files, problems = list_image_files(args.paths)
+    for problem in problems:
+        print(f"skipped {problem.message}", file=sys.stderr)
+    if not files:
+        print(f"error: no images found in {', '.join(args.paths)}", file=sys.stderr)
+        return None, None, None
+    options = RayOptions(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                         rows_per_shard=args.rows_per_shard)
+    run = extract_to_folder(plan, files, out, options, progress=_progress("extracting"))
+    result, _ = read_feature_folder(out)
+    return backbone, run, result
+
+
+def _extract_on_ray(args) -> int:
+    backbone, run, result = _ray_run(args, Path(args.out), args.pooling)
+    if run is None:
+        return EXIT_FAILED
+    for failure in run.failures:
+        print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
+    dims = ", ".join(f"{k} ({v.shape[1] if v.ndim == 2 else '?'})" for k, v in result.features.items())
+    print(f"wrote {run.rows_written} rows now ({run.already_done} were already there) to {run.out}: "
+          f"{len(result.names)} images × [{dims}], {len(run.failures)} failures "
+          f"({run.rows_written / max(run.seconds, 1e-9):.1f} rows/s on {run.workers or 0} Ray workers, "
+          f"{run.ray_start_seconds:.0f} s of it starting Ray; "
+          f"weights: {backbone.weights.description})")
+    return EXIT_OK
+
+
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
+    if _check_engine_args(args) == "ray":
+        return _sweep_on_ray(args)
     backbone = _load(args)
     layers = _resolve_layers(args.layers, backbone)
     batch = _gather(args.paths)
@@ -290,6 +370,29 @@ def cmd_sweep(args) -> int:
         return EXIT_FAILED
     report = run_sweep(backbone, batch.sources, layers=layers, poolings=args.poolings, batch_size=args.batch_size,
                        resize=args.resize, progress=_progress("extracting"))
+    return _print_sweep(args, report)
+
+
+def _sweep_on_ray(args) -> int:
+    """Extract on Ray, score here: scoring is small next to extraction."""
+    import tempfile
+
+    from .features import split_key
+    from .sweep import run_sweep
+
+    with tempfile.TemporaryDirectory(prefix="layer-explorer-sweep-") as tmp:
+        out = Path(args.features_out) if args.features_out else Path(tmp) / "features"
+        backbone, run, result = _ray_run(args, out, args.poolings)
+        if run is None:
+            return EXIT_FAILED
+        layers = list(dict.fromkeys(split_key(k)[0] for k in result.features))
+        report = run_sweep(backbone, [], layers=layers, poolings=args.poolings, resize=args.resize,
+                           extraction=result)
+    report.failures = list(run.failures)
+    return _print_sweep(args, report)
+
+
+def _print_sweep(args, report) -> int:
     for failure in report.failures:
         print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
     print(report.table_text())

@@ -36,6 +36,7 @@ import io
 import json
 import math
 import re
+import shlex
 import zipfile
 from os import PathLike
 from pathlib import Path
@@ -545,6 +546,9 @@ import numpy as np
 
 from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone
 
+# The same extraction on Ray Data (a resumable folder of Parquet shards; add --address auto on a cluster):
+# {ray_command}
+
 BACKBONE = {backbone!r}
 WEIGHTS = {weights!r}
 INPUT_SIZE = {input_size!r}  # (height, width)
@@ -653,4 +657,19 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         precision=cfg["precision"],
         batch_size=cfg["batch_size"],
         images=cfg.get("images"),
+        ray_command=_ray_command(cfg),
     )
+
+
+def _ray_command(cfg: dict) -> str:
+    """The command line for the same extraction with ``--engine ray``; one line, shell-quoted."""
+    height, width = cfg["input_size"]
+    words = ["python", "-m", "extractor", "extract", cfg["backbone"], "IMAGE_OR_FOLDER",
+             "--layers", ",".join(cfg["layers"]), "--pooling", ",".join(cfg["poolings"]),
+             "--weights", "none" if cfg["weights"] is None else cfg["weights"]]
+    if height == width:  # the command line takes square sizes only
+        words += ["--input-size", str(height)]
+    words += ["--resize", cfg["resize"], "--precision", cfg["precision"], "--batch-size", str(cfg["batch_size"]),
+              "--engine", "ray", "--out", "features/"]
+    # Quoted for the shell, and kept on one line so no value can end the comment it sits in.
+    return " ".join(shlex.quote(w) for w in words).replace("\r", " ").replace("\n", " ")

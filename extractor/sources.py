@@ -47,6 +47,8 @@ __all__ = [
     "gather_uploads",
     "read_zip",
     "gather_paths",
+    "ImageFile",
+    "list_image_files",
 ]
 
 # A member that inflates to less than this is never a zip bomb, however well it compresses:
@@ -399,23 +401,8 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX" or name.lower() in _IGNORED_NAMES
 
 
-def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 256 * 2**20) -> SourceBatch:
-    """Collect image files from local files and folders, for the command line.
-
-    Folders are walked recursively and deterministically: top-down, each folder's own files in
-    sorted order before its subfolders (also sorted); symlinked folders are not followed; hidden
-    entries are skipped, and so are non-image files inside folders (silently).
-    Folder-per-class: an image inside a subfolder of a given folder is labelled with that
-    first-level subfolder's name (``data/cats/young/a.png`` given ``data`` -> ``"cats"``); images
-    directly in a given folder, or given as files, get ``None``. ``name`` is the path as given or
-    found. Problems: a missing path, a given file with a non-image extension, unreadable or
-    oversized files. Files with identical content are all kept (one row per file), with a note.
-
-    Example:
-        >>> b = gather_paths(["data/"])
-        >>> [(s.name, s.label) for s in b.sources]
-        [('data/top.png', None), ('data/cats/a.png', 'cats'), ('data/dogs/b.png', 'dogs')]
-    """
+def _walk(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path, str | None]], list[Problem]]:
+    """(name, path, label) for every image file under ``paths``, in gather order, and the problems."""
     found: list[tuple[str, Path, str | None]] = []  # (name, path, label)
     problems: list[Problem] = []
     for given in paths:
@@ -438,6 +425,27 @@ def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 25
         else:
             problems.append(Problem(given_str, f"{given_str}: no such file or folder."))
 
+    return found, problems
+
+
+def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 256 * 2**20) -> SourceBatch:
+    """Collect image files from local files and folders, for the command line.
+
+    Folders are walked recursively and deterministically: top-down, each folder's own files in
+    sorted order before its subfolders (also sorted); symlinked folders are not followed; hidden
+    entries are skipped, and so are non-image files inside folders (silently).
+    Folder-per-class: an image inside a subfolder of a given folder is labelled with that
+    first-level subfolder's name (``data/cats/young/a.png`` given ``data`` -> ``"cats"``); images
+    directly in a given folder, or given as files, get ``None``. ``name`` is the path as given or
+    found. Problems: a missing path, a given file with a non-image extension, unreadable or
+    oversized files. Files with identical content are all kept (one row per file), with a note.
+
+    Example:
+        >>> b = gather_paths(["data/"])
+        >>> [(s.name, s.label) for s in b.sources]
+        [('data/top.png', None), ('data/cats/a.png', 'cats'), ('data/dogs/b.png', 'dogs')]
+    """
+    found, problems = _walk(paths)
     batch = SourceBatch(problems=problems)
     seen_paths: set[Path] = set()
     seen_digests: dict[str, str] = {}
@@ -474,3 +482,36 @@ def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 25
         batch.notes.append(f"{same_content} file{'s have' if same_content != 1 else ' has'} the same content as "
                            "another file; all were kept (compare their digest to de-duplicate).")
     return batch
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One image file found on disk, not read yet: ``name`` as given or found, ``label`` from its class folder."""
+
+    name: str
+    path: Path
+    label: str | None
+
+
+def list_image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[ImageFile], list[Problem]]:
+    """The files :func:`gather_paths` would read, by the same rules, without reading them.
+
+    For engines that read the bytes elsewhere (``--engine ray``): a file reached twice is
+    listed once. Size and readability are checked where the file is read.
+
+    Example:
+        >>> files, problems = list_image_files(["data/"])
+        >>> [(f.name, f.label) for f in files]
+        [('data/top.png', None), ('data/cats/a.png', 'cats'), ('data/dogs/b.png', 'dogs')]
+    """
+    found, problems = _walk(paths)
+    files, seen = [], set()
+    for name, path, label in found:
+        try:
+            key = path.resolve()
+        except OSError:
+            key = path
+        if key not in seen:
+            seen.add(key)
+            files.append(ImageFile(name, path, label))
+    return files, problems
