@@ -30,9 +30,9 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -399,7 +399,8 @@ def _gradient_model(classifier: Classifier, layer: str):
 def _cam_function(grad_model, method: str, layer: str, size):
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    # autograph off: the checks below are plain Python at trace time, and their errors stay ours.
+    @tf.function(reduce_retracing=True, autograph=False)
     def run(x, wanted):
         with tf.GradientTape() as tape:
             tape.watch(x)  # frozen (non-trainable) layers are recorded too
