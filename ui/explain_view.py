@@ -47,11 +47,9 @@ def class_evidence_panel(images, index: int, backbone, config) -> None:
         return
     ev = ex.evidence_for(*_config_key(config), config.resize, images.digests[index], images.items[index])
     top = ev.top(0, 5)
-    table = pd.DataFrame({"class": [name for name, _ in top], "probability": [p for _, p in top]})
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "class": st.column_config.TextColumn("Class"),
-        "probability": st.column_config.ProgressColumn("Probability", min_value=0.0, max_value=1.0, format="percent"),
-    })
+    # Bars rather than a table: one glance says how sure the network is.
+    for name, p in top:
+        st.progress(min(max(p, 0.0), 1.0), text=f"{state.escape_markdown(name)} — {p:.1%}")
     name, p = top[0]
     weights = backbone.weights.description
     st.caption(f"Predicted: **{state.escape_markdown(name)}** ({p:.1%}). From {state.escape_markdown(clf.source)}; "
