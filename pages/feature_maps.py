@@ -72,6 +72,7 @@ def pick_layer(layers):
     info = by_name[name]
     h, w, c = info.shape
     stride = f"; one position covers about {info.stride}×{info.stride} input pixels" if info.stride else ""
+    stride += explain_view.field_note(info)
     st.caption(f"{state.escape_markdown(info.name)}: {h}×{w} positions × {c} channels "
                f"({state.escape_markdown(info.class_name)}){stride}.")
     return info, in_block

@@ -56,3 +56,25 @@ def test_headless_backbone_says_it_has_no_classifier():
     assert "random — plain noise" in page
     assert "Predicted: **" not in page
     assert np.isfinite(len(at.get("image")))
+
+
+def test_display_options_never_recompute_gradcam(monkeypatch):
+    import ui.explain
+
+    calls = {"n": 0}
+    original = ui.explain.grad_cam
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ui.explain, "grad_cam", counting)
+    at = open_app()
+    at.radio(key="fm_cam_method").set_value("gradcam++").run()  # a fresh cache entry
+    assert_clean(at)
+    done = calls["n"]
+    at.slider(key="fm_opacity").set_value(0.9).run()
+    at.number_input(key="fm_rf_row").set_value(1).run()
+    at.radio(key="fm_cam_method").set_value("gradcam").run()  # back to one already computed
+    assert_clean(at)
+    assert calls["n"] == done

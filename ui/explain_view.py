@@ -21,7 +21,7 @@ from . import explain as ex
 from . import feature_maps as fm
 from .code_snippets import gradcam_snippet
 
-__all__ = ["class_evidence_panel", "explain_sections"]
+__all__ = ["class_evidence_panel", "explain_sections", "field_note"]
 
 SHOWN_PX = 320
 TILE_PX = 48
@@ -31,6 +31,20 @@ _CAM_SKIP = ("pool", "dropout", "padding", "preprocess", "input", "model")
 
 def _config_key(config) -> tuple:
     return config.name, config.weights, tuple(config.input_size)
+
+
+def field_note(info) -> str:
+    """The layer caption's receptive-field clause ("" when unknown).
+
+    Example:
+        >>> from extractor import LayerInfo
+        >>> field_note(LayerInfo("b3", (28, 28, 256), "pool", "b3", 8, 9, "MaxPooling2D", (44, 44), (8, 8)))
+        '; each cell sees a 44×44-pixel receptive field, 8 pixels apart'
+    """
+    if info.receptive_field is None or info.effective_stride is None:
+        return ""
+    h, w = (f"{v:g}" for v in info.receptive_field)
+    return f"; each cell sees a {h}×{w}-pixel receptive field, {info.effective_stride[0]:g} pixels apart"
 
 
 def class_evidence_panel(images, index: int, backbone, config) -> None:
