@@ -307,3 +307,44 @@ def test_explain_cli_errors_are_one_line(shape_files, tmp_path, capsys):
         code = main(argv)
         err = capsys.readouterr().err.strip()
         assert code == expected and text in err and "\n" not in err, (argv, err)
+
+
+@pytest.mark.slow
+def test_imagenet_head_from_the_keras_cache(tmp_path):
+    """A Keras application with ImageNet weights and its top file cached: names from the class index."""
+    import dataclasses
+    import json
+
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from extractor.backbones import WeightsInfo, keras_cache_dir
+
+    keras.utils.set_random_seed(1)
+    top = keras.applications.MobileNetV3Small(include_top=True, weights=None)
+    cache = keras_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "weights_mobilenet_v3_small_224_1.0_float.h5"
+    index = cache / "imagenet_class_index.json"
+    try:
+        with h5py.File(path, "w") as f:  # the legacy format Keras's own ImageNet files use
+            legacy_h5_format.save_weights_to_hdf5_group(f, top)
+        index.write_text(json.dumps({str(i): [f"n{i:08d}", f"thing_{i}"] for i in range(1000)}))
+        backbone = load_backbone("mobilenetv3small", weights="none")
+        faked = dataclasses.replace(backbone, weights=WeightsInfo("imagenet", "ImageNet (test file)"))
+        clf = find_classifier(faked)
+        assert not isinstance(clf, NoClassifier), clf
+        assert clf.class_names[:2] == ("thing_0", "thing_1") and path.name in clf.source
+        images = np.stack(make_shapes(per_class=1, size=224, seed=0).images[:2])
+        ev = class_evidence(clf, images)
+        expected = np.asarray(top(images.astype(np.float32), training=False))
+        np.testing.assert_allclose(ev.probabilities, expected, atol=1e-5)
+        # the backbone's own layer names reach the rebuilt model's layers (matched by depth)
+        table = feature_layers(backbone.model)
+        cam = grad_cam(clf, images, layer=table[-3].name)
+        assert cam.layer == table[-3].name and cam.heatmaps.shape == (2, 224, 224)
+        assert set(clf.layer_names) == {info.name for info in table}
+    finally:
+        path.unlink(missing_ok=True)
+        index.unlink(missing_ok=True)
