@@ -199,10 +199,20 @@ def _receptive_field(layer, config, raw) -> None:
                   else "."))
     st.caption("The field is the *theoretical* one: every pixel in it can change the cell, but those near its "
                "centre usually matter most.")
-    channels = ex.top_channels_at(fmap, row, col, 8)
-    st.dataframe(pd.DataFrame(channels, columns=["channel", "activation"]), hide_index=True, height=230,
-                 column_config={"channel": st.column_config.NumberColumn("Most active channels here", format="%d"),
-                                "activation": st.column_config.NumberColumn("Activation", format="%.4g")})
+    channels = ex.top_channels_at(fmap, row, col, 6)
+    # The cell's strongest channels as small maps with the cell marked: what it responds to, and where else.
+    tiles, captions = [], []
+    for channel, value in channels:
+        m = fmap[..., channel]
+        lo, hi = float(m.min()), float(m.max())
+        unit = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        k = max(1, TILE_PX * 2 // max(h, w))
+        tile = fm.colorize(fm.resample_nearest(unit, h * k, w * k), "viridis")
+        tiles.append(ex.outline(tile, (row, col, row + 1, col + 1), scale=k, width=max(1, k // 4)))
+        captions.append(f"channel {channel} · {value:.3g}")
+    st.markdown("**Most active channels at this cell** (their whole maps, the cell outlined):")
+    st.image(tiles, width=TILE_PX * 2, caption=captions, output_format="PNG",
+             alt=[f"channel {c} map" for c, _ in channels])
 
 
 def _first_filters(images, index, backbone, layers, config) -> None:
