@@ -106,7 +106,7 @@ def _gradcam(images, index, backbone, layers, config, raw) -> None:
         method = state.persistent(st.radio, "Method", list(METHODS), key="fm_cam_method", default="gradcam",
                                   horizontal=True, format_func={"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}.get)
     with layer_col:
-        cam_layer = state.persistent(st.selectbox, "Layer explained", [info.name for info in candidates],
+        cam_layer = state.persistent(st.selectbox, "Grad-CAM at", [info.name for info in candidates],
                                      key="fm_cam_layer", default=default.name,
                                      help="Default: the last feature-map layer before global pooling.")
     with class_col:
