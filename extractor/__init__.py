@@ -30,6 +30,7 @@ from .backbones import (
     rebuild_backbone,
 )
 from .errors import LayerExplorerError
+from .explain import ClassEvidence, Classifier, GradCam, NoClassifier, class_evidence, find_classifier, grad_cam
 from .features import (
     PRECISIONS,
     ExtractionRequestError,
@@ -51,47 +52,57 @@ from .images import (
 )
 from .layers import LayerInfo, UnknownLayerError, feature_layers, find_layer, representative_layers
 from .pooling import GLOBAL_POOLINGS, POOLINGS, pool_numpy
+from .receptive_field import ReceptiveField, receptive_fields
 from .sources import ImageSource, SourceBatch, gather_paths, gather_uploads
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "BackboneSpec",
+    "ClassEvidence",
+    "Classifier",
     "DecodedImage",
     "ExtractionRequestError",
     "ExtractionResult",
     "Failure",
     "FeatureExtractor",
+    "GradCam",
     "GLOBAL_POOLINGS",
     "ImageSource",
     "InvalidImageError",
     "InvalidInputSizeError",
     "LayerExplorerError",
     "LayerInfo",
+    "NoClassifier",
     "NoImagesError",
     "POOLINGS",
     "PRECISIONS",
     "RESIZE_POLICIES",
     "RawMapsTooLargeError",
+    "ReceptiveField",
     "SourceBatch",
     "UnknownBackboneError",
     "UnknownLayerError",
     "WeightsInfo",
     "WeightsUnavailableError",
     "backbone_from_model",
+    "class_evidence",
     "decode_image",
     "feature_key",
     "feature_layers",
+    "find_classifier",
     "find_layer",
     "gather_paths",
     "gather_uploads",
     "get_spec",
+    "grad_cam",
     "imagenet_weights_path",
     "load_backbone",
     "load_image",
     "pool_numpy",
     "preprocess_images",
     "rebuild_backbone",
+    "receptive_fields",
     "representative_layers",
     "resize_image",
     "split_key",
