@@ -33,13 +33,14 @@ from .backbones import (
 )
 from .calibration import CalibrationError, calibrate_batchnorm, has_batchnorm
 from .errors import LayerExplorerError
+from .explain import ClassEvidence, Classifier, GradCam, NoClassifier, class_evidence, find_classifier, grad_cam
 from .feature_health import FeatureHealth, check_features
 from .features import (
     PRECISIONS,
     ExtractionRequestError,
     ExtractionResult,
-    FeatureExtractor,
     Failure,
+    FeatureExtractor,
     NoImagesError,
     RawMapsTooLargeError,
     feature_key,
@@ -55,6 +56,7 @@ from .images import (
 )
 from .layers import LayerInfo, UnknownLayerError, feature_layers, find_layer, representative_layers
 from .pooling import GLOBAL_POOLINGS, POOLINGS, pool_numpy
+from .receptive_field import ReceptiveField, receptive_fields
 from .sources import ImageSource, SourceBatch, gather_paths, gather_uploads
 
 __all__ = [
@@ -62,12 +64,15 @@ __all__ = [
     "Backbone",
     "BackboneSpec",
     "CalibrationError",
+    "ClassEvidence",
+    "Classifier",
     "DecodedImage",
     "ExtractionRequestError",
     "ExtractionResult",
     "Failure",
     "FeatureExtractor",
     "FeatureHealth",
+    "GradCam",
     "GLOBAL_POOLINGS",
     "ImageNetWeightsMissingError",
     "ImageSource",
@@ -75,11 +80,13 @@ __all__ = [
     "InvalidInputSizeError",
     "LayerExplorerError",
     "LayerInfo",
+    "NoClassifier",
     "NoImagesError",
     "POOLINGS",
     "PRECISIONS",
     "RESIZE_POLICIES",
     "RawMapsTooLargeError",
+    "ReceptiveField",
     "SourceBatch",
     "UnknownBackboneError",
     "UnknownLayerError",
@@ -88,21 +95,25 @@ __all__ = [
     "backbone_from_model",
     "calibrate_batchnorm",
     "check_features",
+    "class_evidence",
     "decode_image",
     "feature_key",
     "feature_layers",
+    "find_classifier",
     "find_layer",
     "gather_paths",
     "gather_uploads",
     "get_spec",
     "has_batchnorm",
     "imagenet_cached",
+    "grad_cam",
     "imagenet_weights_path",
     "load_backbone",
     "load_image",
     "pool_numpy",
     "preprocess_images",
     "rebuild_backbone",
+    "receptive_fields",
     "representative_layers",
     "resize_image",
     "split_key",

@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     _weights_arg(p)
     _size_arg(p)
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list of {name, shape, kind, block, stride, depth}")
+                   help="print a JSON list of {name, shape, kind, block, stride, depth, class_name, "
+                   "receptive_field, effective_stride}")
 
     p = sub.add_parser("extract", help="extract pooled features to .npz or .parquet", formatter_class=_formatter,
                        description="Extract pooled features of several layers in one forward pass.\n\n"
@@ -105,6 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--features-out", metavar="DIR",
                    help="with --engine ray: keep the extracted features in this folder (resumable); default a "
                    "temporary folder")
+
+    p = sub.add_parser("explain", help="Grad-CAM heat maps: where the network looks for a class",
+                       formatter_class=_formatter,
+                       description="Grad-CAM (or Grad-CAM++) heat maps at the network's input size, with the class "
+                       "probabilities, for a backbone with a classifier head.\n\n"
+                       f"Example:\n  {PROG} explain demo-shapes data/shapes --method gradcam++ --out cams.npz")
+    p.add_argument("backbone", help="registry name or .keras model file with a classifier head, e.g. demo-shapes")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--layer", help="feature-map layer to explain (default: the last one before global pooling)")
+    p.add_argument("--class", dest="class_", default="top", help="class name to explain, or 'top' (default): "
+                   "each image's predicted class")
+    p.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam", help="default gradcam")
+    _weights_arg(p)
+    _size_arg(p)
+    p.add_argument("--out", required=True, help="output .npz file, e.g. cams.npz")
 
     p = sub.add_parser("demo", help="the built-in demo: export image sets, retrain the demo CNN",
                        formatter_class=_formatter,
@@ -261,11 +277,20 @@ def cmd_layers(args) -> int:
         print(json.dumps([info.as_dict() for info in table], indent=1))
         return EXIT_OK
     print(f"# {backbone.name}: {len(table)} feature-map layers; weights: {backbone.weights.description}")
-    print(f"{'name':<44}{'shape (H, W, C)':<18}{'kind':<12}{'block':<20}{'stride':>6}")
+    print(f"{'name':<44}{'shape (H, W, C)':<18}{'kind':<12}{'block':<20}{'stride':>6}{'RF px':>11}{'RF stride':>10}")
     for info in table:
         shape = "×".join("?" if d is None else str(d) for d in info.shape)
-        print(f"{info.name:<44}{shape:<18}{info.kind:<12}{info.block:<20}{info.stride or '?':>6}")
+        rf, rf_stride = _side(info.receptive_field), _side(info.effective_stride)
+        print(f"{info.name:<44}{shape:<18}{info.kind:<12}{info.block:<20}{info.stride or '?':>6}{rf:>11}{rf_stride:>10}")
     return EXIT_OK
+
+
+def _side(pair) -> str:
+    """212 for a square (212, 212), 211×215 otherwise, ? when unknown."""
+    if pair is None:
+        return "?"
+    h, w = (f"{v:g}" for v in pair)
+    return h if h == w else f"{h}×{w}"
 
 
 def cmd_extract(args) -> int:
@@ -404,6 +429,20 @@ def _print_sweep(args, report) -> int:
     return EXIT_OK
 
 
+def cmd_explain(args) -> int:
+    from .explain import print_skipped, run_explain
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise UsageError(f"{PROG} explain: --out must end with .npz; got {out.name!r}")
+    backbone = _load(args)
+    result = run_explain(backbone, args.paths, out, layer=args.layer, class_=args.class_, method=args.method)
+    print_skipped(result)
+    print(f"wrote {result.count} {result.method} heat maps of {result.layer} to {out} "
+          f"(weights: {backbone.weights.description})")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     if args.demo_command == "export":
         from .demo import export_demo_set
@@ -476,6 +515,7 @@ COMMANDS = {
     "extract": cmd_extract,
     "sweep": cmd_sweep,
     "demo": cmd_demo,
+    "explain": cmd_explain,
     "train": cmd_train,
     "inspect-model": cmd_inspect_model,
 }

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from .errors import LayerExplorerError
+from .receptive_field import receptive_fields
 
 __all__ = [
     "LayerInfo",
@@ -37,7 +38,11 @@ class UnknownLayerError(LayerExplorerError):
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One feature-map layer. ``shape`` is (H, W, C); H and W are None for native-size models."""
+    """One feature-map layer. ``shape`` is (H, W, C); H and W are None for native-size models.
+
+    ``receptive_field`` and ``effective_stride`` are (height, width) in input pixels, computed
+    from the graph (:mod:`extractor.receptive_field`); None where a layer is not modelled.
+    """
 
     name: str
     shape: tuple[int | None, int | None, int]
@@ -46,10 +51,14 @@ class LayerInfo:
     stride: int | None
     depth: int
     class_name: str
+    receptive_field: tuple[float, float] | None = None
+    effective_stride: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        for key in ("receptive_field", "effective_stride"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
 
@@ -181,11 +190,14 @@ def feature_layers(model, input_size: tuple[int, int] | None = None) -> list[Lay
             continue
         rows.append((qualified, layer, shape))
     blocks = _assign_blocks([q for q, _, _ in rows])
+    fields = receptive_fields(model)
     out = []
     for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks)):
         h, w, c = shape[1], shape[2], shape[3]
         stride = int(round(input_h / h)) if input_h and h else None
-        out.append(LayerInfo(qualified, (h, w, int(c)), _kind(layer), block, stride, depth, type(layer).__name__))
+        rf = fields.get(qualified)
+        out.append(LayerInfo(qualified, (h, w, int(c)), _kind(layer), block, stride, depth, type(layer).__name__,
+                             None if rf is None else rf.size, None if rf is None else rf.stride))
     return out
 
 

@@ -9,7 +9,7 @@ import altair as alt
 import streamlit as st
 
 from extractor import representative_layers
-from ui import cache, state
+from ui import cache, explain_view, state
 from ui import feature_maps as fm
 from ui.code_snippets import keras_snippet
 from ui.sidebar import ensure_shell
@@ -72,6 +72,7 @@ def pick_layer(layers):
     info = by_name[name]
     h, w, c = info.shape
     stride = f"; one position covers about {info.stride}×{info.stride} input pixels" if info.stride else ""
+    stride += explain_view.field_note(info)
     st.caption(f"{state.escape_markdown(info.name)}: {h}×{w} positions × {c} channels "
                f"({state.escape_markdown(info.class_name)}){stride}.")
     return info, in_block
@@ -206,6 +207,7 @@ with state.page_guard("showing the feature maps"):
     config = state.current_config()
     index = pick_image(images)
     layer, in_block = pick_layer(layers)
+    explain_view.class_evidence_panel(images, index, backbone, config)
 
     # One forward pass for this block's layers and one layer per resolution, cached per image.
     hierarchy = representative_layers(layers, "stride")
@@ -222,3 +224,4 @@ with state.page_guard("showing the feature maps"):
     numbers(fmap)
     hierarchy_strip(raw, hierarchy)
     keras_code(backbone.name, layer.name, config)
+    explain_view.explain_sections(images, index, backbone, layers, layer, config, raw)

@@ -91,7 +91,7 @@ def test_feature_maps_in_a_real_browser(app_url, tmp_path):
 
             # 4. The equivalent Keras code, ready to copy.
             page.get_by_text("The same in plain Keras", exact=False).click()
-            code = page.locator('[data-testid="stCode"]')
+            code = page.locator('[data-testid="stCode"]').first  # the Grad-CAM snippet is a second one
             expect(code).to_contain_text("get_layer('block2_conv1')")
             expect(code).to_contain_text(".mean(axis=(1, 2))")
             expect(code).to_be_visible()

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["KERAS_APPLICATIONS", "keras_snippet"]
+__all__ = ["KERAS_APPLICATIONS", "gradcam_snippet", "keras_snippet"]
 
 # registry name -> (keras.applications submodule, constructor)
 KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
@@ -137,5 +137,73 @@ def keras_snippet(
         "maps = features.predict(x, batch_size=32, verbose=0)  # (N, H, W, C): one batched call for all images",
         f"vectors = maps.{reduce}(axis=(1, 2))  # (N, C): global {'average' if reduce == 'mean' else 'max'} pooling over H and W",
         "print(maps.shape, vectors.shape)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def gradcam_snippet(backbone: str, layer: str, input_size: tuple[int, int], *, method: str = "gradcam",
+                    class_index: int | None = None, weights: str = "pretrained") -> str:
+    """Runnable Keras + TensorFlow Grad-CAM (or Grad-CAM++) for the current selection.
+
+    ``class_index=None`` explains each image's predicted class. The classifier is the demo's
+    shipped one, a Keras application with its ImageNet head, or the user's model file.
+
+    Example:
+        >>> code = gradcam_snippet("vgg16", "block5_conv3", (224, 224), method="gradcam++")
+        >>> compile(code, "<snippet>", "exec") is not None, "GradientTape" in code
+        (True, True)
+    """
+    h, w = (int(v) for v in input_size)
+    name = backbone.lower()
+    lines = ["import numpy as np", "import keras", "import tensorflow as tf"]
+    if name == "demo-shapes":
+        lines += ["from extractor.training import load_demo_classifier", "",
+                  f"model = load_demo_classifier(input_shape=({h}, {w}, 3))  # shipped backbone + head",
+                  "preprocess = lambda x: x  # raw 0..255 RGB: the model rescales inside"]
+    elif name.startswith("custom:") or name == "your model":
+        lines += ["", 'model = keras.saving.load_model("your_model.keras", safe_mode=True, compile=False)',
+                  "preprocess = lambda x: x  # as the app does: raw 0..255 RGB"]
+        if "/" in layer:
+            lines += ["# a layer inside a nested model: cutting it out loses the gradient (keras#16123); rebuild",
+                      "# the model flat (base layers and head in one functional graph) or use extractor.explain."]
+            layer = layer.rsplit("/", 1)[-1]
+    else:
+        module, ctor = KERAS_APPLICATIONS.get(name, (None, None))
+        if module is None:
+            raise ValueError(f"no Grad-CAM snippet for backbone {backbone!r}")
+        note = "  # random weights: the explanation means nothing" if weights == "none" else ""
+        arg = "None" if weights == "none" else '"imagenet"'
+        lines += [f"from keras.applications import {module}", "",
+                  f"model = {module}.{ctor}(include_top=True, weights={arg}){note}",
+                  f"preprocess = lambda x: {module}.preprocess_input(x.copy())  # it writes over its argument"]
+    chosen = "tf.argmax(scores, axis=1)" if class_index is None else f"tf.fill([tf.shape(scores)[0]], {int(class_index)})"
+    lines += [
+        "model.layers[-1].activation = None  # explain the class score before the softmax (it saturates)",
+        f"grad_model = keras.Model(model.inputs, [model.get_layer({layer!r}).output, model.output])",
+        "",
+        'paths = ["image1.jpg"]  # your images',
+        f"images = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=({h}, {w}))) for p in paths])",
+        "x = tf.constant(preprocess(images))",
+        "with tf.GradientTape() as tape:",
+        "    tape.watch(x)  # frozen layers are recorded too",
+        "    fmap, scores = grad_model(x, training=False)",
+        f"    classes = {chosen}",
+        "    score = tf.gather(scores, classes, axis=1, batch_dims=1)",
+        "grads = tape.gradient(score, fmap)  # d score / d feature map, (N, h, w, C)",
+    ]
+    if method == "gradcam++":
+        lines += [
+            "g2, g3 = grads ** 2, grads ** 3  # Grad-CAM++ (Chattopadhay et al. 2018)",
+            "denom = 2 * g2 + tf.reduce_sum(fmap, axis=(1, 2), keepdims=True) * g3",
+            "alpha = g2 / tf.where(denom != 0, denom, tf.ones_like(denom))",
+            "weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))",
+        ]
+    else:
+        lines += ["weights = tf.reduce_mean(grads, axis=(1, 2))  # one weight per channel (Selvaraju et al. 2017)"]
+    lines += [
+        "cam = tf.nn.relu(tf.reduce_sum(fmap * weights[:, None, None, :], axis=-1))",
+        "cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True))",
+        f"heatmaps = tf.image.resize(cam[..., None], ({h}, {w}))[..., 0].numpy()  # (N, {h}, {w}) in [0, 1]",
+        "print(heatmaps.shape, classes.numpy())",
     ]
     return "\n".join(lines) + "\n"
