@@ -128,7 +128,7 @@ with state.page_guard("looking at the channels"):
         "Click a column header to sort."
     )
     summary = cv.depth_summary(rid, lid, tuple(blocks), feats.features, labels)
-    st.altair_chart(cv.depth_chart(summary, stats.has_selectivity), width="stretch")
+    st.vega_lite_chart(cv.depth_spec(rid, lid, tuple(blocks), stats.has_selectivity, summary), width="stretch")
     st.caption("Over the block outputs, input side first. In a trained network selectivity usually rises with depth; "
                "with random weights it stays low and flat." if stats.has_selectivity else
                "Share of silent channels over the block outputs. With class labels (a folder per class, or a demo "
@@ -207,7 +207,8 @@ with state.page_guard("looking at the channels"):
     if result is not None:
         this = f"{config.name} ({'random' if random_weights else 'trained'})"
         that = this if other is None else f"{other.name} ({'random' if other.weights == 'none' else 'trained'})"
-        st.altair_chart(cv.cka_chart(result, row_title=this, column_title=that), width="content", key="ch_cka_chart")
+        spec_key = (rid, mode, other, result.features, result.debiased)
+        st.vega_lite_chart(cv.cka_spec(spec_key, this, that, result), width="content", key="ch_cka_chart")
         st.caption(f"{estimator_name(result.debiased)} on {'full maps' if result.features == 'full' else 'avg-pooled features'} "
                    f"of {state.plural(result.n_images, 'image')}; rows: {state.escape_markdown(this)}, columns: "
                    f"{state.escape_markdown(that)}. n/a: a layer that does not vary over these images.")

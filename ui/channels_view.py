@@ -9,8 +9,11 @@ Where the numbers come from, and what is cached:
 * Channel health (:func:`layer_stats`), the depth summary (:func:`depth_summary`) and CKA
   (:func:`cka_within`, :func:`cka_between`) are ``st.cache_data`` keyed by the rows' identity
   (network + image digests, ``ui.analysis.rows_id``) and the labels' identity.
-* Crops: :func:`peak_views` runs the 2k ranked images (only those) through the layer once, with
-  pooling ``none``, and keeps their pixels and each channel's peak position, keyed by content.
+* Crops: :func:`peak_positions` runs the images through the layer once with pooling ``none``
+  and keeps only each channel's peak position (the whole set once per layer up to 512 images,
+  else just the 2k ranked ones), keyed by content. The maps themselves are never kept.
+* Charts are built as Vega-Lite dicts once per content (:func:`chart_spec`): Altair's schema
+  validation is the slowest part of a rerun otherwise.
 * Full-maps CKA (:func:`cka_full_maps`) accumulates n × n Gram matrices block by block.
 * Activation maximisation results live in this session (:func:`actmax_memo`), keyed by
   backbone, weights, size, layer and channel.
@@ -52,13 +55,15 @@ __all__ = [
     "cka_between",
     "cka_chart",
     "cka_full_maps",
+    "cka_spec",
     "cka_within",
+    "depth_spec",
     "crops_for",
     "depth_chart",
     "depth_summary",
     "layer_stats",
     "other_config",
-    "peak_views",
+    "peak_positions",
     "remember_actmax",
     "stats_table",
 ]
@@ -119,25 +124,29 @@ def depth_chart(summary: pd.DataFrame, has_selectivity: bool) -> alt.Chart:
     )
 
 
-@dataclass(frozen=True)
-class PeakViews:
-    """The network-size pixels of some images and, for each, every channel's peak (row, col)."""
-
-    views: np.ndarray  # (m, h, w, 3) uint8
-    positions: np.ndarray  # (m, C, 2) int
-    map_size: tuple[int, int]
+ALL_POSITIONS_UP_TO = 512  # sets up to this size get every image's peaks in one pass per layer
 
 
-@st.cache_data(max_entries=64, max_size="256MB", show_spinner=False)
-def peak_views(name: str, weights: str, input_size: tuple[int, int], precision: str, resize: str, layer: str,
-               digests: tuple[str, ...], _items: Sequence) -> PeakViews:
-    """One forward pass of just these images through ``layer`` (raw maps, never kept)."""
+@st.cache_data(max_entries=32, max_size="128MB", show_spinner="Finding where each channel peaks…")
+def peak_positions(name: str, weights: str, input_size: tuple[int, int], precision: str, resize: str, layer: str,
+                   digests: tuple[str, ...], _items: Sequence) -> tuple[np.ndarray, tuple[int, int]]:
+    """Every channel's peak (row, col) in these images' maps of ``layer``: ((m, C, 2) int16, map size).
+
+    One forward pass in batches of 32 (raw maps are reduced to positions batch by batch, never
+    kept). For sets up to :data:`ALL_POSITIONS_UP_TO` images it is called with the whole set,
+    once per layer, so switching channel needs no network at all; for larger sets with only
+    the 2k ranked images.
+    """
     fx = cache.get_extractor(name, weights, tuple(input_size), (layer,), ("none",), precision, resize)
-    views = np.stack([cache.network_view(item, tuple(input_size), resize) for item in _items])
-    with cache.inference_slot():
-        out = fx.run_batch(views)
-    maps = np.asarray(out[feature_key(layer, "none")])
-    return PeakViews(views, strongest_positions(maps), (int(maps.shape[1]), int(maps.shape[2])))
+    parts, size = [], (0, 0)
+    for s in range(0, len(_items), 32):
+        views = np.stack([cache.network_view(item, tuple(input_size), resize) for item in _items[s : s + 32]])
+        with cache.inference_slot():
+            out = fx.run_batch(views)
+        maps = np.asarray(out[feature_key(layer, "none")])
+        size = (int(maps.shape[1]), int(maps.shape[2]))
+        parts.append(strongest_positions(maps).astype(np.int16))
+    return np.concatenate(parts), size
 
 
 @dataclass(frozen=True)
@@ -151,18 +160,17 @@ class Crop:
 def crops_for(features_max: np.ndarray, channel: int, k: int, *, feats, images, config, info: LayerInfo):
     """(highest, lowest) lists of :class:`Crop` for a channel: ranking from pooled features only."""
     ranked = top_images(features_max, int(channel), int(k))
-    rows = list(ranked.indices)
-    digests = tuple(feats.digests[r] for r in rows)
-    items = [images.items[feats.indices[r]] for r in rows]
-    peaks = peak_views(config.name, config.weights, tuple(config.input_size), config.precision, config.resize,
-                       info.name, digests, items)
+    everyone = len(feats.digests) <= ALL_POSITIONS_UP_TO
+    rows = list(range(len(feats.digests))) if everyone else list(ranked.indices)
+    positions, map_size = peak_positions(
+        config.name, config.weights, tuple(config.input_size), config.precision, config.resize, info.name,
+        tuple(feats.digests[r] for r in rows), [images.items[feats.indices[r]] for r in rows])
     where = {r: j for j, r in enumerate(rows)}
 
     def crop(entry) -> Crop:
-        j = where[entry.index]
-        view = peaks.views[j]
-        pos = tuple(int(v) for v in peaks.positions[j, int(channel)])
-        box = crop_window(pos, peaks.map_size, view.shape[:2], info.stride)
+        view = cache.network_view(images.items[feats.indices[entry.index]], tuple(config.input_size), config.resize)
+        pos = tuple(int(v) for v in positions[where[entry.index], int(channel)])
+        box = crop_window(pos, map_size, view.shape[:2], info.stride)
         top, left, bottom, right = box
         im = Image.fromarray(np.ascontiguousarray(view[top:bottom, left:right]))
         im = im.resize((CROP_PX, CROP_PX), Image.Resampling.NEAREST if bottom - top < CROP_PX else Image.Resampling.BILINEAR)
@@ -242,6 +250,18 @@ def cka_chart(result: CKAResult, *, row_title: str, column_title: str, cell: int
     w = max(160, cell * len(result.columns))
     h = max(160, cell * len(result.rows))
     return (rect + text).properties(width=w, height=h, autosize=alt.AutoSizeParams(type="pad", contains="padding"))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def depth_spec(rid: str, lid: str, blocks: tuple[str, ...], has_selectivity: bool, _summary: pd.DataFrame) -> dict:
+    """The depth chart as a Vega-Lite dict, built (and validated) once per content."""
+    return depth_chart(_summary, has_selectivity).to_dict()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cka_spec(key: tuple, row_title: str, column_title: str, _result: CKAResult) -> dict:
+    """The CKA heat map as a Vega-Lite dict, built once per result (``key`` identifies it)."""
+    return cka_chart(_result, row_title=row_title, column_title=column_title).to_dict()
 
 
 def actmax_memo() -> dict:
