@@ -140,10 +140,10 @@ def csv_text(result: CKAResult, rows_from: str, columns_from: str) -> str:
 def table_text(result: CKAResult) -> str:
     """A fixed-width table for the terminal (n/a where CKA is undefined)."""
     width = max(len(r) for r in result.rows) + 2
-    cols = [c[-10:] for c in result.columns]
-    lines = [" " * width + "".join(f"{c:>11}" for c in cols)]
+    cell = max(7, *(len(c) for c in result.columns)) + 2
+    lines = [" " * width + "".join(f"{c:>{cell}}" for c in result.columns)]
     for r, row in zip(result.rows, result.values, strict=True):
-        lines.append(f"{r:<{width}}" + "".join(f"{'n/a':>11}" if np.isnan(v) else f"{v:>11.3f}" for v in row))
+        lines.append(f"{r:<{width}}" + "".join(f"{'n/a':>{cell}}" if np.isnan(v) else f"{v:>{cell}.3f}" for v in row))
     return "\n".join(lines)
 
 
