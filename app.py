@@ -28,6 +28,7 @@ page = st.navigation(
         st.Page(HERE / "pages" / "feature_maps.py", title="Feature maps", url_path="feature-maps", icon=":material/grid_view:", default=True),
         st.Page(HERE / "pages" / "embeddings.py", title="Embeddings", url_path="embedding-maps", icon=":material/scatter_plot:"),
         st.Page(HERE / "pages" / "layer_selection.py", title="Layer selection", url_path="layer-selection", icon=":material/leaderboard:"),
+        st.Page(HERE / "pages" / "channels.py", title="Channels & layers", url_path="channels-layers", icon=":material/hub:"),
         st.Page(HERE / "pages" / "export.py", title="Export", url_path="export-features", icon=":material/download:"),
     ]
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter off stderr
 
+from . import similarity  # noqa: E402
 from .errors import LayerExplorerError  # noqa: E402
 
 PROG = "python -m extractor"
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
                        f"would be accepted, 3 when refused, 2 on usage errors.\n\nExample:\n  {PROG} inspect-model model.keras")
     p.add_argument("file", help="a .keras file (or .h5 when LAYER_EXPLORER_ALLOW_H5=1)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    similarity.add_parser(sub, _formatter, PROG)
     return parser
 
 
@@ -518,6 +520,7 @@ COMMANDS = {
     "explain": cmd_explain,
     "train": cmd_train,
     "inspect-model": cmd_inspect_model,
+    "similarity": lambda args: similarity.run(args, _gather, UsageError),
 }
 
 
