@@ -70,7 +70,7 @@ def run_sweep(blocks, poolings, k, folds, images, backbone, table, config, signa
             st.error("No configuration could be extracted:\n\n" + state.bullet_list(sorted(set(fetch.skipped.values()))))
             return
         st.write("Timing each layer on a small probe batch…")
-        costs = an.layer_costs_cached(config.name, config.weights, tuple(config.input_size), tuple(blocks), backbone)
+        costs = an.layer_costs_cached(config, tuple(blocks), backbone)
         st.write("Scoring every configuration (cross-validated)…")
         bar = st.progress(0.0)
 

@@ -9,7 +9,7 @@ No widgets here: pages draw the widgets and call these. What is cached, and by w
   determines them, and hashing megabytes of floats on every rerun would cost more than a PCA.
   Labels are user data, so scores that use them are keyed by a labels id as well.
 * :func:`thumbnail_urls` — small data-URL thumbnails for chart tooltips, keyed by image digests.
-* :func:`layer_costs_cached` — milliseconds per image per layer, keyed by the backbone's plain values.
+* :func:`layer_costs_cached` — milliseconds per image per layer, keyed by the backbone configuration.
 * The export builders (:func:`npz_bytes`, ...) — keyed by an export id that covers the rows,
   the feature keys, and the names and labels that go into the file. A cached file holds the
   names it was asked to write; only a caller that passes exactly those names (and the same
@@ -35,16 +35,18 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
-from extractor import BACKBONES, LayerInfo, feature_key
+from extractor import BACKBONES, LayerInfo, RawMapsTooLargeError, feature_key
 from extractor.errors import LayerExplorerError
 from extractor.export import (
     ExportError,
@@ -58,12 +60,14 @@ from extractor.export import (
 )
 from extractor.pooling import GLOBAL_POOLINGS, pooled_dim
 from extractor.reduce import Embedding, embed
-from extractor.scoring import Recommendation, overlap_matrix, silhouette
-from extractor.sweep import score_sweep  # re-exported: the Layer-selection page scores through it
+from extractor.scoring import Recommendation, nearest_neighbours, overlap_matrix, silhouette
+from extractor.sweep import layer_costs, score_sweep  # score_sweep: the Layer-selection page scores through it
 
-if TYPE_CHECKING:
-    from .cache import PooledFeatures
-    from .state import BackboneConfig
+from . import cache, state
+from .cache import PooledFeatures
+from .config import BackboneConfig
+from .image_set import ImageSet
+from .inference_slot import inference_slot
 
 __all__ = [
     "PANEL_LIMIT",
@@ -205,7 +209,7 @@ def digest_of(*parts: Any) -> str:
     return h.hexdigest()[:32]
 
 
-def rows_id(config: "BackboneConfig", digests: Sequence[str]) -> str:
+def rows_id(config: BackboneConfig, digests: Sequence[str]) -> str:
     """Identity of a feature matrix's rows: the network's plain values and the images, in order."""
     return digest_of("rows", config.name, config.weights, tuple(config.input_size), config.resize,
                      config.precision, tuple(digests))
@@ -325,7 +329,7 @@ def feature_requests(
 class FeatureFetch:
     """Pooled features for the chosen keys, and the keys that could not be served (with why)."""
 
-    features: "PooledFeatures"
+    features: PooledFeatures
     keys: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -336,8 +340,8 @@ def fetch_features(
     layers: Sequence[str],
     poolings: Sequence[str],
     *,
-    images=None,
-    config=None,
+    images: ImageSet,
+    config: BackboneConfig,
 ) -> FeatureFetch:
     """Features of ``layers`` × ``poolings`` (in that order) through :func:`ui.cache.pooled_features`.
 
@@ -345,12 +349,6 @@ def fetch_features(
     as too large (``RawMapsTooLargeError``) is reported in ``skipped`` instead of failing the
     page; other errors propagate (wrap the call in ``state.page_guard``).
     """
-    from extractor import RawMapsTooLargeError
-
-    from . import cache, state
-
-    images = images if images is not None else state.current_images()
-    config = config if config is not None else state.current_config()
     wanted = [feature_key(layer, pooling) for layer in layers for pooling in poolings]
     skipped: dict[str, str] = {}
     parts: list = []
@@ -373,8 +371,6 @@ def fetch_features(
                 for pooling in req_poolings:
                     skipped[feature_key(layer, pooling)] = message
     if not parts:
-        from .cache import PooledFeatures
-
         return FeatureFetch(PooledFeatures({}, [], [], [], []), [], skipped)
     base = parts[0]
     common = set(base.indices)
@@ -388,7 +384,6 @@ def fetch_features(
             if key in wanted and key not in merged:
                 merged[key] = arr if whole else arr[rows]
     keep = [j for j, i in enumerate(base.indices) if i in common]
-    from .cache import PooledFeatures
 
     out = PooledFeatures(
         {key: merged[key] for key in wanted if key in merged},
@@ -415,8 +410,6 @@ def thumbnail_data_url(pixels: np.ndarray, size: int = THUMB_PX) -> str:
         >>> thumbnail_data_url(np.zeros((64, 64, 3), np.uint8)).startswith("data:image/png;base64,")
         True
     """
-    from PIL import Image
-
     im = Image.fromarray(np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8)))
     if im.mode != "RGB":
         im = im.convert("RGB")
@@ -686,7 +679,6 @@ def short_name(name: str) -> str:
 
 def neighbour_table(X: np.ndarray, index: int, k: int) -> list[tuple[int, float]]:
     """The ``k`` rows most cosine-similar to row ``index`` (itself excluded): ``[(row, similarity)]``."""
-    from extractor.scoring import nearest_neighbours
 
     return nearest_neighbours(X, int(index), k=int(k))
 
@@ -696,18 +688,12 @@ def neighbour_table(X: np.ndarray, index: int, k: int) -> list[tuple[int, float]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def layer_costs_cached(
-    name: str, weights: str, input_size: tuple[int, int], layers: tuple[str, ...], _backbone
-) -> dict[str, float]:
+def layer_costs_cached(config: BackboneConfig, layers: tuple[str, ...], _backbone) -> dict[str, float]:
     """Milliseconds per image to extract each layer alone (``extractor.sweep.layer_costs``).
 
-    Keyed by the backbone's plain values; measured on an 8-image random probe batch, inside
+    Keyed by the configuration; measured on an 8-image random probe batch, inside
     an inference slot so it never competes with more than one other forward pass.
     """
-    from extractor.sweep import layer_costs
-
-    from .cache import inference_slot
-
     with inference_slot():
         return layer_costs(_backbone, list(layers))
 
@@ -936,7 +922,7 @@ def projector_bytes(eid: str, _vectors: np.ndarray, _names: Sequence[str], _labe
     return projector_bundle(_vectors, list(_names), _labels_or_none(_labels), _thumbnails, tensor_name="layer_explorer")
 
 
-def reproduce_files(config: "BackboneConfig", layers: Sequence[str], poolings: Sequence[str]) -> tuple[bytes, str]:
+def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str]) -> tuple[bytes, str]:
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
     A local weights file or model file appears by its file name only (never a server path).

@@ -99,7 +99,7 @@ def keras_snippet(
                 "# backbone that is the model's first layer: keras.Model(nested.input, nested.get_layer(...).output)",
             ]
             layer = inner
-            lines += [f"base = nested"]
+            lines += ["base = nested"]
     else:
         module, ctor = KERAS_APPLICATIONS.get(name, (None, None))
         if module is None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from extractor import BACKBONES, get_spec
+from extractor import BACKBONES, LayerExplorerError, get_spec
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
-
-from extractor import LayerExplorerError
 
 from . import custom_model, state
 
@@ -167,6 +165,7 @@ def _weights_badge() -> None:
 def render_sidebar() -> None:
     """Draw the image and network choices (call once per run, before the page runs)."""
     state.init_state()
+    state.begin_run()
     with st.sidebar:
         _images_section()
         _network_section()
