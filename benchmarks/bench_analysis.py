@@ -132,7 +132,7 @@ def bench_sweep(per_class: int, total: int) -> None:
     from extractor.demo import load_demo_set
     from extractor.scoring import recommend
     from extractor.sweep import layer_costs, sweep_layers
-    from ui.analysis import score_sweep
+    from extractor.sweep import score_sweep
 
     demo = load_demo_set("shapes", per_class=per_class, size=64)
     order = np.argsort([i % per_class for i in range(len(demo.images))], kind="stable")[:total]  # balanced cut

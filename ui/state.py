@@ -50,6 +50,7 @@ __all__ = [
     "ResolvedBackbone",
     "init_state",
     "persistent",
+    "remember",
     "ensure_choice",
     "local_weights_allowed",
     "input_size_key",
@@ -131,7 +132,7 @@ def persistent(widget, label: str, options: Sequence | None = None, *, key: str,
     depend on the image or the input size in it): the browser keeps the *label*, and a value
     whose label changed under it shows as no selection at all.
     """
-    memo = f"_choice__{key}"
+    memo = _choice_key(key)
     name = getattr(widget, "__name__", "")
     if name == "multiselect":
         # Several choices: those no longer among the options are dropped; if none is left, the
@@ -157,6 +158,15 @@ def persistent(widget, label: str, options: Sequence | None = None, *, key: str,
         value = widget(label, value=current, key=key, **kwargs)
     st.session_state[memo] = value
     return value
+
+
+def _choice_key(key: str) -> str:
+    return f"_choice__{key}"
+
+
+def remember(key: str, value: Sequence) -> None:
+    """Set a widget's remembered choice (what :func:`persistent` hands it next), e.g. from a recommendation."""
+    st.session_state[_choice_key(key)] = list(value)
 
 
 def ensure_choice(key: str, options: Sequence, default) -> None:
