@@ -183,9 +183,9 @@ def _resolve_layers(spec: str, backbone) -> list[str]:
 
     table = feature_layers(backbone.model)
     if spec.strip().lower() == "all":
-        return [l.name for l in table]
+        return [lyr.name for lyr in table]
     if spec.strip().lower() == "blocks":
-        return [l.name for l in representative_layers(table, "block")]
+        return [lyr.name for lyr in representative_layers(table, "block")]
     return [name.strip() for name in spec.split(",") if name.strip()]
 
 
@@ -273,7 +273,7 @@ def _write_features(out: Path, result) -> None:
     from .export import features_to_npz, features_to_parquet
 
     labels = result.labels if result.has_labels else None
-    labels = None if labels is None else ["" if l is None else l for l in labels]
+    labels = None if labels is None else ["" if lyr is None else lyr for lyr in labels]
     writer = features_to_npz if out.suffix == ".npz" else features_to_parquet
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(writer(result.features, result.names, labels))

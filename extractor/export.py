@@ -31,9 +31,9 @@ import json
 import math
 import re
 import zipfile
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -403,7 +403,7 @@ def projector_bundle(
     vec_buf = io.StringIO()
     np.savetxt(vec_buf, vectors.astype(np.float32), fmt="%.7g", delimiter="\t")
     if labels is not None:
-        meta_lines = ["name\tlabel"] + [f"{_tsv_cell(a)}\t{_tsv_cell(b)}" for a, b in zip(names, labels)]
+        meta_lines = ["name\tlabel"] + [f"{_tsv_cell(a)}\t{_tsv_cell(b)}" for a, b in zip(names, labels, strict=False)]
     else:
         meta_lines = [_tsv_cell(a) for a in names]
     metadata = "\n".join(meta_lines) + "\n"

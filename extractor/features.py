@@ -23,10 +23,10 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class RawMapsTooLargeError(ExtractionRequestError):
 class NoImagesError(LayerExplorerError):
     """Not a single image could be decoded; ``failures`` says why for each one."""
 
-    def __init__(self, message: str, failures: Sequence["Failure"] = ()):
+    def __init__(self, message: str, failures: Sequence[Failure] = ()):
         super().__init__(message)
         self.failures = list(failures)
 
@@ -124,7 +124,7 @@ def _layer_outputs(model, names: Sequence[str]) -> list:
         feeding = inner_model._inbound_nodes[0].input_tensors  # where the nested model sits in the outer graph
         produced = cut(feeding[0] if len(feeding) == 1 else feeding)
         produced = produced if isinstance(produced, (list, tuple)) else [produced]
-        for rest, tensor in zip(rests, produced):
+        for rest, tensor in zip(rests, produced, strict=False):
             outputs[head + SEPARATOR + rest] = tensor
     return [outputs[name] for name in names]
 
@@ -161,8 +161,8 @@ class FeatureExtractor:
         if resize not in RESIZE_POLICIES:
             raise ExtractionRequestError(f"resize policy {resize!r} is not one of {', '.join(RESIZE_POLICIES)}.")
         if isinstance(layers, str):
-            layers = [l for l in layers.split(",") if l.strip()]
-        layers = list(dict.fromkeys(l.strip() for l in layers))
+            layers = [lyr for lyr in layers.split(",") if lyr.strip()]
+        layers = list(dict.fromkeys(lyr.strip() for lyr in layers))
         if not layers:
             raise ExtractionRequestError("no layer given; pick at least one (`python -m extractor layers BACKBONE`).")
         self.poolings = check_poolings(poolings)
@@ -195,14 +195,14 @@ class FeatureExtractor:
         self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")
         mode = backbone.spec.preprocessing
         keys = [(layer, pooling) for layer in self.layers for pooling in self.poolings]
-        self.keys = [feature_key(l, p) for l, p in keys]
+        self.keys = [feature_key(lyr, p) for lyr, p in keys]
 
         def forward(images):
             x = preprocess_tensor(tf.cast(images, tf.float32), mode)
             maps = self._model(x, training=False)
             maps = maps if isinstance(maps, (list, tuple)) else [maps]
             out = {}
-            for layer, fmap in zip(self.layers, maps):
+            for layer, fmap in zip(self.layers, maps, strict=False):
                 fmap = tf.cast(fmap, tf.float32)
                 for pooling in self.poolings:
                     out[feature_key(layer, pooling)] = pool(fmap, pooling)
@@ -220,7 +220,7 @@ class FeatureExtractor:
         """Length of each output vector by key (None where it depends on the image size)."""
         return {feature_key(i.name, p): pooled_dim(self._shape_at_input(i), p) for i in self.layer_infos for p in self.poolings}
 
-    def warm(self) -> "FeatureExtractor":
+    def warm(self) -> FeatureExtractor:
         """Trace and run the graph once on a blank image, so the first real call is fast."""
         h, w = self.input_size or self.backbone.spec.input_size
         self._run(np.zeros((1, h, w, 3), np.uint8))

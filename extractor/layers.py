@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from .errors import LayerExplorerError
 
@@ -95,7 +95,7 @@ def _ensure_built(model, input_size=None):
 
     if isinstance(model, keras.Sequential):
         try:
-            model.inputs
+            _ = model.inputs  # raises when a Sequential has not been built yet
             return
         except (AttributeError, ValueError):
             pass
@@ -182,7 +182,7 @@ def feature_layers(model, input_size: tuple[int, int] | None = None) -> list[Lay
         rows.append((qualified, layer, shape))
     blocks = _assign_blocks([q for q, _, _ in rows])
     out = []
-    for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks)):
+    for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks, strict=False)):
         h, w, c = shape[1], shape[2], shape[3]
         stride = int(round(input_h / h)) if input_h and h else None
         out.append(LayerInfo(qualified, (h, w, int(c)), _kind(layer), block, stride, depth, type(layer).__name__))
@@ -216,10 +216,10 @@ def representative_layers(layers: Sequence[LayerInfo], level: str = "block") -> 
     for info in layers:
         if info.kind not in ("preprocess", "padding", "dropout", "input"):
             chosen[info.block] = info  # later layers overwrite: the block's output
-    blocks = sorted(chosen.values(), key=lambda l: l.depth)
+    blocks = sorted(chosen.values(), key=lambda lyr: lyr.depth)
     if level == "block":
         return blocks
     by_stride: dict[object, LayerInfo] = {}
     for info in blocks:
         by_stride[info.stride if info.stride is not None else info.block] = info
-    return sorted(by_stride.values(), key=lambda l: l.depth)
+    return sorted(by_stride.values(), key=lambda lyr: lyr.depth)

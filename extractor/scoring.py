@@ -31,8 +31,8 @@ import functools
 import math
 import threading
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -117,7 +117,7 @@ def label_problem(labels: Sequence | None) -> str | None:
     classes, counts = np.unique(np.array(present, dtype=str), return_counts=True)
     if classes.size < 2:
         return f"Only one class ({classes[0]!r}); accuracy needs at least 2 classes with at least 2 images each."
-    small = [str(c) for c, k in zip(classes, counts) if k < 2]
+    small = [str(c) for c, k in zip(classes, counts, strict=False) if k < 2]
     if small:
         shown = ", ".join(repr(c) for c in small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
         verb = "has" if len(small) == 1 else "have"

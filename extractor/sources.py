@@ -93,7 +93,7 @@ class ImageSource:
     digest: str  # content_hash(data)
 
     @classmethod
-    def from_bytes(cls, name: str, data: bytes, label: str | None = None) -> "ImageSource":
+    def from_bytes(cls, name: str, data: bytes, label: str | None = None) -> ImageSource:
         return cls(name, bytes(data), label, content_hash(data))
 
     def __repr__(self) -> str:  # the bytes would flood logs and tracebacks

@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -215,7 +216,7 @@ def _check_counts(labels: Sequence[str], min_per_class: int = 2) -> tuple[str, .
         found = f"only {str(classes[0])!r}" if len(classes) else "none"
         raise TooFewClassesError(f"Training needs at least 2 classes; found {found}. "
                                  "Add a second class (one sub-folder per class).")
-    few = [f"{str(c)!r} ({int(n)})" for c, n in zip(classes, counts) if n < min_per_class]
+    few = [f"{str(c)!r} ({int(n)})" for c, n in zip(classes, counts, strict=False) if n < min_per_class]
     if few:
         raise TooFewImagesError(f"Each class needs at least {min_per_class} usable images (one to train on, one to "
                                 f"hold out); too few in: {', '.join(few)}. Add images to these classes.")
@@ -334,7 +335,7 @@ def block_knn_scores(backbone, images, labels: Sequence[str], *, k: int = 5, fol
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 
-    names = [l.name for l in backbone.layers if re.fullmatch(r"block\d+_pool", l.name)]
+    names = [lyr.name for lyr in backbone.layers if re.fullmatch(r"block\d+_pool", lyr.name)]
     pooled = [keras.layers.GlobalAveragePooling2D()(backbone.get_layer(n).output) for n in names]
     probe = keras.Model(backbone.input, pooled)
     x = np.asarray(images, dtype=np.float32)

@@ -272,7 +272,7 @@ with state.page_guard("drawing the embedding maps"):
     ncols = features.grid_columns(len(shown_layers), len(shown_poolings))
     selections = []
     for start in range(0, len(keys), ncols):
-        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium")):
+        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
             with col:
                 out = panel(key, fetch, ctx)
             if out is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_support import APP, assert_clean, open_app, png, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app_support import APP, assert_clean, open_app, png, texts
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 

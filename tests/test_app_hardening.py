@@ -15,12 +15,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from app_support import open_app
 from streamlit.testing.v1 import AppTest
 
-from app_support import open_app
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
-
 
 
 def _texts(elements) -> str:

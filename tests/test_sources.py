@@ -462,7 +462,7 @@ def test_zip_upload_over_the_total_cap_is_refused_unopened(count_inflations):
 def test_every_zip_member_decodes_to_the_original_pixels():
     datas = [png(i, 12) for i in range(3)]
     batch = read_zip(make_zip([(f"x/{i}.png", d) for i, d in enumerate(datas)]), "x.zip")
-    for src, data in zip(batch.sources, datas):
+    for src, data in zip(batch.sources, datas, strict=False):
         assert src.data == data
         assert decode_image(src.data, src.name).pixels.shape == (12, 12, 3)
 

@@ -315,7 +315,7 @@ def pooled_features(
     bar = st.progress(0.0, text=f"Extracting features of {n} images…") if show_progress and len(starts) > 1 else None
     chunks: list[_Chunk] = []
     try:
-        for k, start in enumerate(starts):
+        for _k, start in enumerate(starts):
             stop = min(n, start + _CHUNK)
             chunks.append(
                 _pooled_chunk(
@@ -328,10 +328,10 @@ def pooled_features(
         if bar is not None:
             bar.empty()
 
-    keys = [feature_key(l, p) for l in layers_t for p in poolings_t]
+    keys = [feature_key(lyr, p) for lyr in layers_t for p in poolings_t]
     parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     out = PooledFeatures({}, [], [], [], [])
-    for start, chunk in zip(starts, chunks):
+    for start, chunk in zip(starts, chunks, strict=False):
         for key in keys:
             if chunk.ok:
                 parts[key].append(chunk.features[key])

@@ -92,7 +92,7 @@ def export_defaults(
     then the last block with ``avg``.
     """
     if choice:
-        layers = [l for l in choice.get("layers", []) if l in all_layers]
+        layers = [lyr for lyr in choice.get("layers", []) if lyr in all_layers]
         poolings = [p for p in choice.get("poolings", []) if p in POOLING_CHOICES]
         if layers and poolings:
             return layers, poolings, "your choice on the Layer-selection page"

@@ -326,7 +326,7 @@ def _upload_set(files: list) -> ImageSet:
     with st.spinner(f"Reading {len(batch.sources)} images…"):
         decoded = cache.decode_thumbnails(tuple(s.digest for s in batch.sources), batch.sources)
     out = ImageSet([], [], [], [], [], "upload", problems, notes)
-    for source, d in zip(batch.sources, decoded):
+    for source, d in zip(batch.sources, decoded, strict=False):
         if d.thumbnail is None:
             out.problems.append(f"{source.name}: {d.error}")
             continue
