@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from extractor.errors import LayerExplorerError
+from extractor.images import RESIZE_POLICIES
 
 __all__ = [
     "ExportError",
@@ -462,7 +463,7 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights="imagenet", layers=["block4_pool"], poolings=["avg"],
-        ...                        resize="squash", precision="float32", input_size=(224, 224))
+        ...                        resize="stretch", precision="float32", input_size=(224, 224))
         >>> cfg["input_size"], cfg["batch_size"]
         ([224, 224], 32)
     """
@@ -484,6 +485,8 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
         raise ExportError(f"input_size must be (height, width) in pixels; got {input_size!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ExportError(f"batch_size must be a whole number of at least 1; got {batch_size!r}.")
+    if resize not in RESIZE_POLICIES:
+        raise ExportError(f"resize must be one of {', '.join(RESIZE_POLICIES)}; got {resize!r}.")
     config = {
         "layer_explorer_config": 1,
         "backbone": backbone,
@@ -507,13 +510,16 @@ Usage:  python {script_name} IMAGE_OR_FOLDER [IMAGE_OR_FOLDER ...]
 
 Writes features.npz: "paths" (the image names) plus one (N, C) float32 array per
 "layer/pooling" key, readable with np.load("features.npz") (no pickle needed).
-Needs the `extractor` package from Layer Explorer on the Python path.
+Needs Layer Explorer installed (`pip install .` in its folder); runs from any directory.
+A model or weights *file* named below is read from this script's own folder: put the
+.keras / .weights.h5 file beside the script.
 
 Settings (as JSON):
 {config_json}
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -529,11 +535,18 @@ PRECISION = {precision!r}
 BATCH_SIZE = {batch_size!r}
 
 
+def beside_script(value):
+    """A .keras model or .h5 weights file is looked up next to this script; names stay names."""
+    if isinstance(value, str) and value.lower().endswith((".keras", ".h5")):
+        return str(Path(__file__).resolve().parent / value)
+    return value
+
+
 def main(argv):
     if not argv:
         print(__doc__)
         return 2
-    backbone = load_backbone(BACKBONE, weights=WEIGHTS, input_size=INPUT_SIZE)
+    backbone = load_backbone(beside_script(BACKBONE), weights=beside_script(WEIGHTS), input_size=INPUT_SIZE)
     fx = FeatureExtractor(backbone, layers=LAYERS, poolings=POOLINGS, resize=RESIZE, precision=PRECISION)
     batch = gather_paths(argv)  # images or folders
     result = fx.extract(batch.sources, batch_size=BATCH_SIZE)
@@ -559,7 +572,7 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights=None, layers=["block4_pool"], poolings=["avg"],
-        ...                        resize="squash", precision="float32", input_size=(64, 64))
+        ...                        resize="stretch", precision="float32", input_size=(64, 64))
         >>> compile(reproduce_script(cfg), "extract_features.py", "exec") is not None
         True
     """

@@ -135,7 +135,7 @@ def reproduce(config, layers, poolings) -> None:
         download("Script (extract_features.py)", script, "script", "text/x-python",
                  "Runs the same extraction on any images or folders and writes features.npz.", "ex_dl_script")
     st.markdown(f"`python {exports.FILE_NAMES['script']} my_images/` writes features.npz with the same vectors (needs "
-                "this project's `extractor` package on the Python path).")
+                "Layer Explorer installed: `pip install .`; a model or weights file goes beside the script).")
     st.code(script, language="python", line_numbers=False)
 
 

@@ -382,3 +382,22 @@ def test_coords_projector_and_reproduce_files():
     ast.parse(script)
     assert "LAYERS = ['block4_pool']" in script and "POOLINGS = ['gem']" in script
     assert set(exports.FILE_NAMES.values()) >= {"layer_explorer_features.npz", "extract_features.py"}
+
+
+def test_reproduce_script_of_an_uploaded_model_names_its_file(monkeypatch):
+    """The session's model goes into the script by its file name (a name load_backbone takes), beside the script."""
+    from types import SimpleNamespace
+
+    from extractor.export import ExportError, reproduce_config
+    from ui import custom_model
+
+    monkeypatch.setattr(custom_model, "held_for", lambda name: SimpleNamespace(file_name="../up/My Net.keras"))
+    config = BackboneConfig("custom:0123456789abcdef", "upload", (64, 64))
+    blob, script = exports.reproduce_files(config, ["conv2"], ["avg"])
+    cfg = json.loads(blob)
+    assert cfg["backbone"] == "My_Net.keras" and cfg["weights"] is None
+    assert "BACKBONE = 'My_Net.keras'" in script and "beside" in script and "../up" not in script
+    ast.parse(script)
+    with pytest.raises(ExportError, match="resize must be one of"):
+        reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="squash",
+                         precision="float32", input_size=(64, 64))

@@ -10,6 +10,7 @@ and settings) can get it back, so it tells nobody anything new. File names are f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from extractor.export import (
     reproduce_script,
 )
 
+from . import custom_model
 from .config import BackboneConfig
 from .features import POOLING_CHOICES, FeatureFetch, digest_of, rows_id
 from .image_set import ImageSet
@@ -149,15 +151,27 @@ def projector_bytes(eid: str, _vectors: np.ndarray, _names: Sequence[str], _labe
     return projector_bundle(_vectors, list(_names), _labels_or_none(_labels), _thumbnails, tensor_name="layer_explorer")
 
 
+def _model_file_name(file_name: str) -> str:
+    """The uploaded file's base name, reduced to safe characters, ending in .keras or .h5."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(str(file_name).replace("\\", "/")).name).strip("._") or "model"
+    return stem if stem.lower().endswith((".keras", ".h5")) else stem + ".keras"
+
+
 def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str]) -> tuple[bytes, str]:
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
-    A local weights file or model file appears by its file name only (never a server path).
+    A local weights file or model file appears by its file name only (never a server path); the
+    script reads such a file from its own folder.
     """
     weights = config.weights
-    if weights not in ("pretrained", "none", "imagenet"):
-        weights = Path(str(weights)).name or "weights.weights.h5"
-    backbone = config.name if config.name in BACKBONES else (Path(str(config.name)).name or "model.keras")
+    if custom_model.is_custom(config.name):
+        # The session's uploaded model: the script loads the same file, put beside it, by its
+        # file name (the name only: never a path, and the weights are inside the file).
+        backbone, weights = _model_file_name(custom_model.held_for(config.name).file_name), None
+    else:
+        if weights not in ("pretrained", "none", "imagenet"):
+            weights = Path(str(weights)).name or "weights.weights.h5"
+        backbone = config.name if config.name in BACKBONES else (Path(str(config.name)).name or "model.keras")
     cfg = reproduce_config(
         backbone=backbone,
         weights=weights,
