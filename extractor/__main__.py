@@ -259,9 +259,9 @@ def cmd_extract(args) -> int:
         return EXIT_FAILED
     result = fx.extract(batch.sources, batch_size=args.batch_size, progress=_progress("extracting"))
     for failure in result.failures:
-        print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
+        print(f"skipped {failure.message}", file=sys.stderr)
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {note.message}", file=sys.stderr)
     _write_features(out, result)
     dims = ", ".join(f"{k} ({v.shape[1]})" for k, v in result.features.items())
     print(f"wrote {len(result.names)} images × [{dims}] to {out} "
@@ -291,7 +291,7 @@ def cmd_sweep(args) -> int:
     report = run_sweep(backbone, batch.sources, layers=layers, poolings=args.poolings, batch_size=args.batch_size,
                        resize=args.resize, progress=_progress("extracting"))
     for failure in report.failures:
-        print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
+        print(f"skipped {failure.message}", file=sys.stderr)
     print(report.table_text())
     print()
     print(report.recommendation_text())

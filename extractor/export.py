@@ -551,7 +551,7 @@ def main(argv):
     batch = gather_paths(argv)  # images or folders
     result = fx.extract(batch.sources, batch_size=BATCH_SIZE)
     for failure in result.failures:
-        print(f"skipped: {{failure}}", file=sys.stderr)
+        print(f"skipped {{failure.message}}", file=sys.stderr)
     np.savez("features.npz", paths=np.array(result.names, dtype=str), **result.features)
     shapes = ", ".join(f"{{key}} {{value.shape}}" for key, value in result.features.items())
     print(f"wrote features.npz: {{len(result.names)}} images; {{shapes}}")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import Backbone, preprocess_tensor, rebuild_backbone
-from .errors import LayerExplorerError
+from .errors import Failure, LayerExplorerError
 from .layers import SEPARATOR, LayerInfo, feature_layers, find_layer
 from .pooling import check_poolings, pool, pooled_dim
 
@@ -69,14 +69,6 @@ class NoImagesError(LayerExplorerError):
         self.failures = list(failures)
 
 
-@dataclass(frozen=True)
-class Failure:
-    """An input that was skipped, and why, in words a user understands."""
-
-    name: str
-    message: str
-
-
 @dataclass
 class ExtractionResult:
     """Pooled features for the images that decoded, aligned row by row with ``names``."""
@@ -86,7 +78,7 @@ class ExtractionResult:
     labels: list[str | None]
     indices: list[int]  # position of each row's image in the inputs
     failures: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an input that was used
     seconds: float = 0.0
 
     @property
@@ -300,7 +292,7 @@ class FeatureExtractor:
         if progress is not None:
             progress(done, total)
         if not names:
-            reasons = "; ".join(f"{f.name}: {f.message}" for f in failures[:3]) or "no inputs were given"
+            reasons = "; ".join(f.message for f in failures[:3]) or "no inputs were given"
             raise NoImagesError(f"No image could be processed ({reasons}).", failures)
 
         order = np.argsort(indices, kind="stable")  # native mode groups by shape: restore input order
@@ -379,15 +371,12 @@ class FeatureExtractor:
             else:  # an ImageSource
                 name, data, label = item.name, item.data, getattr(item, "label", None)
             decoded = img.load_image(data, name, self.input_size, self.resize)
-            notes = tuple(f"{name}: {n}" for n in decoded.notes)
+            notes = tuple(Failure(name, n, "note") for n in decoded.notes)
             return index, name, label, decoded.pixels, None, notes
+        except img.InvalidImageError as exc:
+            return index, name, label, None, exc.reason, notes
         except LayerExplorerError as exc:
-            message = str(exc)
-            for prefix in (f"{name}: ", f"{img.sanitize_name(name)}: "):  # the decoder names the file itself
-                if message.startswith(prefix):
-                    message = message[len(prefix):]
-                    break
-            return index, name, label, None, message, notes
+            return index, name, label, None, str(exc), notes
 
 
 def _check_array(array: np.ndarray, name: str) -> np.ndarray:
@@ -396,7 +385,7 @@ def _check_array(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise InvalidImageError(f"{name}: an image array must be (H, W, 3) RGB; got shape {array.shape}.")
+        raise InvalidImageError(name, f"an image array must be (H, W, 3) RGB; got shape {array.shape}.")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and np.nanmax(array) <= 1.0:
             array = array * 255.0

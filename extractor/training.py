@@ -507,8 +507,10 @@ def _read_folder(folder: Path, input_size: tuple[int, int]):
     from extractor.sources import gather_paths
 
     batch = gather_paths([folder])
-    skipped = [(_relative(p.name, folder), p.message.replace(p.name, _relative(p.name, folder)))
-               for p in batch.problems]
+    skipped = []
+    for p in batch.problems:
+        rel = _relative(p.name, folder)
+        skipped.append((rel, p.reason if p.kind == "batch" else f"{rel}: {p.reason}"))
     images, labels = [], []
     for src in batch.sources:
         rel = _relative(src.name, folder)

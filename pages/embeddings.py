@@ -247,7 +247,7 @@ with state.page_guard("drawing the embedding maps"):
     fetch = features.fetch_features(table, blocks, shown_layers, shown_poolings, images=images, config=config)
     feats = fetch.features
     if feats.failures:
-        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f"{n}: {why}" for n, why in feats.failures),
+        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
                    icon=":material/warning:")
     rid = features.rows_id(config, feats.digests)
     thumbs = [images.thumbnails[i] for i in feats.indices]

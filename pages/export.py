@@ -157,7 +157,7 @@ with state.page_guard("preparing the downloads"):
         st.stop()
     if feats.failures:
         st.warning(f"Images left out ({len(feats.failures)}):\n\n"
-                   + state.bullet_list(f"{n}: {why}" for n, why in feats.failures), icon=":material/warning:")
+                   + state.bullet_list(f.message for f in feats.failures), icon=":material/warning:")
     ex = exports.export_set(fetch, images, config)
     st.markdown(f"**{state.plural(len(ex.names), 'image')}** × **{state.plural(len(ex.keys), 'configuration')}** "
                 f"({', '.join(f'{state.escape_markdown(k)}: {ex.selected[k].shape[1]:,}' for k in ex.keys)} dims) "

@@ -85,7 +85,7 @@ def show(result: sweeps.SweepResult) -> None:
     table = result.table
     rec = result.recommendation
     if result.failures:
-        st.warning(f"Left out ({len(result.failures)}):\n\n" + state.bullet_list(f"{n}: {w}" for n, w in result.failures),
+        st.warning(f"Left out ({len(result.failures)}):\n\n" + state.bullet_list(f.message for f in result.failures),
                    icon=":material/warning:")
     if result.skipped:
         st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")

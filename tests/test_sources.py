@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from extractor.errors import Failure
 from extractor.images import content_hash, decode_image
 from extractor.sources import (
     RATIO_CHECK_MIN_BYTES,
     ImageSource,
-    Problem,
     SourceBatch,
     UploadLimits,
     gather_paths,
@@ -543,5 +543,5 @@ def test_oversized_local_file_is_a_problem(tmp_path):
 
 
 def test_problem_is_a_plain_dataclass():
-    p = Problem("a.png", "a.png: broken")
+    p = Failure("a.png", "broken", "file")
     assert (p.name, p.message) == ("a.png", "a.png: broken")

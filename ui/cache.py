@@ -49,7 +49,8 @@ from extractor import (
     resize_image,
 )
 from extractor.demo import load_demo_set, load_photos
-from extractor.errors import LayerExplorerError
+from extractor.errors import Failure, LayerExplorerError
+from extractor.images import InvalidImageError
 
 from . import custom_model
 from .config import BackboneConfig, build_extractor
@@ -167,11 +168,12 @@ def _thumbnail(item, size: int) -> Decoded:
         pixels, notes = item, ()
     else:
         try:
-            # "image" stands in for the name: the cached value must not carry one.
+            # "image" stands in for the name: the cached value must not carry one (only the reason).
             decoded = decode_image(item.data, "image", draft_size=(size, size))
+        except InvalidImageError as exc:
+            return Decoded(None, exc.reason)
         except LayerExplorerError as exc:
-            message = str(exc)
-            return Decoded(None, message.removeprefix("image: "))
+            return Decoded(None, str(exc))
         pixels, notes = decoded.pixels, decoded.notes
     im = Image.fromarray(np.ascontiguousarray(pixels))
     im.thumbnail((size, size), Image.Resampling.BILINEAR)
@@ -226,7 +228,7 @@ def raw_maps(config: BackboneConfig, layers: tuple[str, ...], digest: str, _item
 class _Chunk:
     features: dict[str, np.ndarray]  # key -> (n_ok, C)
     ok: list[int]  # positions (within the chunk) of the rows
-    failures: list[tuple[int, str]]
+    failures: list[tuple[int, str]]  # (position within the chunk, reason): the cached value holds no names
     notes: list[tuple[int, str]]
 
 
@@ -256,16 +258,12 @@ def _pooled_chunk(
             failures = getattr(exc, "failures", None)
             if failures is None:
                 raise
-            return _Chunk({}, [], [(position.get(f.name, -1), f.message) for f in failures], [])
-    notes = []
-    for note in result.notes:
-        who, _, text = note.partition(": ")
-        notes.append((position.get(who, -1), text))
+            return _Chunk({}, [], [(position.get(f.name, -1), f.reason) for f in failures], [])
     return _Chunk(
         dict(result.features),
         list(result.indices),
-        [(position.get(f.name, -1), f.message) for f in result.failures],
-        notes,
+        [(position.get(f.name, -1), f.reason) for f in result.failures],
+        [(position.get(n.name, -1), n.reason) for n in result.notes],
     )
 
 
@@ -282,8 +280,8 @@ class PooledFeatures:
     labels: list[str | None]
     digests: list[str]
     indices: list[int]
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    notes: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # images left out
+    notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an image that was used
 
     @property
     def has_labels(self) -> bool:
@@ -341,12 +339,12 @@ def pooled_features(
             out.names.append(images.names[i])
             out.labels.append(images.labels[i])
             out.digests.append(images.digests[i])
-        for j, message in chunk.failures:
-            out.failures.append((images.names[start + j] if j >= 0 else "an image", message))
+        for j, reason in chunk.failures:
+            out.failures.append(Failure(images.names[start + j] if j >= 0 else "an image", reason))
         for j, note in chunk.notes:
-            out.notes.append(f"{images.names[start + j]}: {note}" if j >= 0 else note)
+            out.notes.append(Failure(images.names[start + j] if j >= 0 else "an image", note, "note"))
     if not out.indices:
-        reasons = "; ".join(f"{name}: {why}" for name, why in out.failures[:3]) or "the image set is empty"
+        reasons = "; ".join(f.message for f in out.failures[:3]) or "the image set is empty"
         raise NoImagesError(f"No image could be processed ({reasons}).")
     out.features = {key: np.concatenate(parts[key]) for key in keys}
     return out

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from extractor.errors import Failure
+
 __all__ = ["ImageSet"]
 
 
@@ -30,8 +32,8 @@ class ImageSet:
     digests: list[str]
     thumbnails: list[np.ndarray]
     origin: str = ""  # "demo:shapes", "upload", ...
-    problems: list[str] = field(default_factory=list)  # files left out, with the reason
-    notes: list[str] = field(default_factory=list)  # e.g. "a.gif: animated GIF: used the first of 3 frames"
+    problems: list[Failure] = field(default_factory=list)  # files left out, with the reason
+    notes: list[Failure] = field(default_factory=list)  # e.g. a.gif: "animated GIF: used the first of 3 frames"
 
     def __len__(self) -> int:
         return len(self.items)

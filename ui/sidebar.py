@@ -63,11 +63,11 @@ def _images_section() -> None:
             summary += f" · {len(classes)} {'class' if len(classes) == 1 else 'classes'}"
         st.caption(summary)
     if images.problems:
-        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(images.problems),
+        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(p.message for p in images.problems),
                    icon=":material/warning:")
     if images.notes:
         with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
-            st.markdown(state.bullet_list(images.notes, limit=30))
+            st.markdown(state.bullet_list((n.message for n in images.notes), limit=30))
 
 
 def _network_section() -> None:

@@ -31,7 +31,7 @@ import streamlit as st
 
 from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
 from extractor.backbones import keras_cache_dir
-from extractor.errors import LayerExplorerError
+from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.sources import UploadLimits, gather_uploads
 
@@ -321,21 +321,21 @@ def _demo_set(name: str, per_class: int) -> ImageSet:
 def _upload_set(files: list) -> ImageSet:
     pairs = [(f.name, f.getvalue()) for f in files]
     batch = gather_uploads(pairs, UPLOAD_LIMITS)
-    problems = [p.message for p in batch.problems]
-    notes = list(batch.notes)
+    problems = list(batch.problems)
+    notes = [Failure("", note, "batch") for note in batch.notes]
     with st.spinner(f"Reading {len(batch.sources)} images…"):
         decoded = cache.decode_thumbnails(tuple(s.digest for s in batch.sources), batch.sources)
     out = ImageSet([], [], [], [], [], "upload", problems, notes)
     for source, d in zip(batch.sources, decoded, strict=False):
         if d.thumbnail is None:
-            out.problems.append(f"{source.name}: {d.error}")
+            out.problems.append(Failure(source.name, d.error, "image"))
             continue
         out.items.append(source)
         out.names.append(source.name)
         out.labels.append(source.label)
         out.digests.append(source.digest)
         out.thumbnails.append(d.thumbnail)
-        out.notes.extend(f"{source.name}: {note}" for note in d.notes)
+        out.notes.extend(Failure(source.name, note, "note") for note in d.notes)
     return out
 
 

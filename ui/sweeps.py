@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from extractor import LayerInfo
-from extractor.errors import LayerExplorerError
+from extractor.errors import Failure, LayerExplorerError
 from extractor.scoring import Recommendation, recommend
 from extractor.sweep import layer_costs, score_sweep
 
@@ -70,7 +70,7 @@ class SweepResult:
     layers: list[str]
     poolings: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     rows: str = ""  # rows_id of the images it scored (the Export page checks it before using the result)
 
 
