@@ -27,6 +27,7 @@ MODULES = [
     "extractor.reduce",
     "extractor.scoring",
     "extractor.demo",
+    "extractor.demo_cnn",
     "extractor.layers",
     "extractor.features",
     "ui.config",

@@ -71,7 +71,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"
 UPLOAD_LIMITS = UploadLimits()
 LOCAL_WEIGHTS_ENV = "LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS"
 APP_RESIZE_POLICIES = tuple(p for p in RESIZE_POLICIES if p != "native")
-DEFAULT_BACKBONE = "demo-shapes" if "demo-shapes" in BACKBONES else next(iter(BACKBONES))
+DEFAULT_BACKBONE = "demo-shapes"  # the registry always has it (extractor.demo_cnn); an import error fails loudly
 
 # Sidebar widget keys and their first values (set once per session, before the widgets exist).
 DEFAULTS: dict[str, Any] = {
