@@ -7,11 +7,16 @@ browser). Each module defines its own subclasses next to the code that raises th
 
 from dataclasses import dataclass
 
-__all__ = ["LayerExplorerError", "Failure"]
+__all__ = ["LayerExplorerError", "TrainingDataError", "Failure"]
 
 
 class LayerExplorerError(ValueError):
     """Something the user passed cannot be used; the message says what, and how to fix it."""
+
+
+class TrainingDataError(LayerExplorerError):
+    """The images or labels given for training cannot be used (here so that extractor.reduce's
+    TooFewImagesError, the one class for "too few images", can be one too)."""
 
 
 @dataclass(frozen=True)

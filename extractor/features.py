@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +31,7 @@ import numpy as np
 
 from .backbones import Backbone, preprocess_tensor, rebuild_backbone
 from .errors import Failure, LayerExplorerError
-from .layers import SEPARATOR, LayerInfo, feature_layers, find_layer
+from .layers import SEPARATOR, LayerInfo, feature_key, feature_layers, find_layer, split_key
 from .pooling import check_poolings, pool, pooled_dim
 
 __all__ = [
@@ -84,17 +83,6 @@ class ExtractionResult:
     @property
     def has_labels(self) -> bool:
         return any(label is not None for label in self.labels)
-
-
-def feature_key(layer: str, pooling: str) -> str:
-    """``"block3_conv1/avg"`` — the key of one pooled feature array."""
-    return f"{layer}{SEPARATOR}{pooling}"
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """Inverse of :func:`feature_key` (layer names may themselves contain the separator)."""
-    layer, _, pooling = key.rpartition(SEPARATOR)
-    return layer, pooling
 
 
 def _layer_outputs(model, names: Sequence[str]) -> list:
@@ -204,7 +192,6 @@ class FeatureExtractor:
         self._forward = tf.function(
             forward, input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)], reduce_retracing=True
         )
-        self._lock = threading.Lock()
         self.forward_calls = 0  # counted so callers (benchmarks, the app) can prove caching works
 
     # ------------------------------------------------------------------ public

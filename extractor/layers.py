@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from .errors import LayerExplorerError
 
 __all__ = [
+    "feature_key",
+    "split_key",
     "LayerInfo",
     "UnknownLayerError",
     "feature_layers",
@@ -29,6 +31,22 @@ __all__ = [
 ]
 
 SEPARATOR = "/"
+
+
+def feature_key(layer: str, pooling: str) -> str:
+    """``"block3_conv1/avg"`` — the key of one pooled feature array.
+
+    Example:
+        >>> feature_key("model/block1", "avg"), split_key("model/block1/avg"), split_key("abc")
+        ('model/block1/avg', ('model/block1', 'avg'), ('', 'abc'))
+    """
+    return f"{layer}{SEPARATOR}{pooling}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """Inverse of :func:`feature_key` (layer names may themselves contain the separator): the one rule."""
+    layer, _, pooling = str(key).rpartition(SEPARATOR)
+    return layer, pooling
 
 
 class UnknownLayerError(LayerExplorerError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, TrainingDataError
 
 __all__ = [
     "EmbeddingError",
@@ -57,8 +57,11 @@ class EmbeddingError(LayerExplorerError):
     """The features cannot be turned into a 2-D map; the message says why and what to do."""
 
 
-class TooFewImagesError(EmbeddingError):
-    """Fewer images than a 2-D map needs (3)."""
+class TooFewImagesError(EmbeddingError, TrainingDataError):
+    """Fewer images than the work needs: a 2-D map needs 3; training needs enough per class.
+
+    The one class for both (it is an :class:`EmbeddingError` and a ``TrainingDataError``).
+    """
 
 
 class DegenerateFeaturesError(EmbeddingError):

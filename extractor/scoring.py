@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from extractor.errors import LayerExplorerError
+from extractor.layers import split_key
 from extractor.reduce import DegenerateFeaturesError, check_features
 
 __all__ = [
@@ -173,13 +174,6 @@ def _check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ScoringError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")
     return int(value)
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    # Same rule as extractor.features.split_key (layer names may contain "/"), kept local so
-    # this module imports without the extraction code.
-    layer, sep, pooling = str(key).rpartition("/")
-    return (layer, pooling) if sep else (str(key), "")
 
 
 # --------------------------------------------------------------------------- threads
@@ -541,13 +535,13 @@ def score_configs(
 
     depths: dict[str, int] = {}
     for key in keys:
-        depths.setdefault(_split_key(key)[0], len(depths))
+        depths.setdefault(split_key(key)[0], len(depths))
     if layer_depth:
         depths.update({str(name): int(d) for name, d in layer_depth.items()})
 
     rows = []
     for done, key in enumerate(keys, start=1):
-        layer, pooling = _split_key(key)
+        layer, pooling = split_key(key)
         shape = shapes[key]
         dim = int(np.prod(shape[1:])) if len(shape) > 1 else 0
         secs = None

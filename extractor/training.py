@@ -42,7 +42,8 @@ from extractor.demo_cnn import (
     DEMO_WEIGHTS_PATH,
     build_demo_cnn,
 )
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, TrainingDataError
+from extractor.reduce import TooFewImagesError
 
 # Keras/TensorFlow are imported inside the functions: `import extractor` must stay cheap.
 
@@ -83,16 +84,8 @@ _EVAL_SEED_OFFSET = 10_007
 Progress = Callable[[int, int, dict], None]
 
 
-class TrainingDataError(LayerExplorerError):
-    """The images or labels given for training cannot be used."""
-
-
 class TooFewClassesError(TrainingDataError):
     """Training needs at least two classes."""
-
-
-class TooFewImagesError(TrainingDataError):
-    """A class has too few (usable) images to train and hold some out."""
 
 
 class TrainingFolderError(TrainingDataError):
