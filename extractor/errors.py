@@ -5,9 +5,10 @@ its message; anything else is a bug and is reported as one (without a traceback 
 browser). Each module defines its own subclasses next to the code that raises them.
 """
 
+import numbers
 from dataclasses import dataclass
 
-__all__ = ["LayerExplorerError", "TrainingDataError", "Failure"]
+__all__ = ["LayerExplorerError", "TrainingDataError", "Failure", "check_int"]
 
 
 class LayerExplorerError(ValueError):
@@ -17,6 +18,24 @@ class LayerExplorerError(ValueError):
 class TrainingDataError(LayerExplorerError):
     """The images or labels given for training cannot be used (here so that extractor.reduce's
     TooFewImagesError, the one class for "too few images", can be one too)."""
+
+
+def check_int(value, name: str, minimum: int, *, error: type[LayerExplorerError] = LayerExplorerError,
+              hint: str = "") -> int:
+    """``value`` as an ``int`` when it is a whole number (not a bool) of at least ``minimum``; else ``error``.
+
+    Example:
+        >>> check_int(5, "k", 1)
+        5
+        >>> check_int(True, "k", 1)
+        Traceback (most recent call last):
+        ...
+        extractor.errors.LayerExplorerError: k must be a whole number of at least 1; got True.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        why = f" ({hint})" if hint else ""
+        raise error(f"{name} must be a whole number of at least {minimum}{why}; got {value!r}.")
+    return int(value)
 
 
 @dataclass(frozen=True)

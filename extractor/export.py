@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, check_int
 from extractor.images import RESIZE_POLICIES
 
 __all__ = [
@@ -483,8 +483,7 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
         size = []
     if len(size) != 2 or min(size) < 1:
         raise ExportError(f"input_size must be (height, width) in pixels; got {input_size!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ExportError(f"batch_size must be a whole number of at least 1; got {batch_size!r}.")
+    check_int(batch_size, "batch_size", 1, error=ExportError)
     if resize not in RESIZE_POLICIES:
         raise ExportError(f"resize must be one of {', '.join(RESIZE_POLICIES)}; got {resize!r}.")
     config = {

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, check_int
 from extractor.layers import split_key
 from extractor.reduce import DegenerateFeaturesError, check_features
 
@@ -171,9 +171,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ScoringError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")
-    return int(value)
+    return check_int(value, name, minimum, error=ScoringError)
 
 
 # --------------------------------------------------------------------------- threads
