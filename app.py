@@ -4,24 +4,17 @@ Run with ``streamlit run app.py``. This file is the frame around every page: pag
 navigation, and the sidebar (drawn once here, so its choices hold on every page). No
 TensorFlow code here: the network is loaded by ui.state/ui.cache when a page asks for it.
 
-The pages live in ``pages/``. A folder of that name also turns on Streamlit's legacy multipage
-mode until this file has run ``st.navigation`` once in the process: a fresh server's first deep
-link (and every ``AppTest.switch_page`` run) executes the page file on its own. Each page
-therefore starts with ``ui.sidebar.ensure_shell()``, which draws the same sidebar when this file
-did not (same keys, so the choices hold). The URL paths differ from the file names on purpose:
-a legacy-mode request for one of them matches no page file, so Streamlit falls back to this
-file, whose ``st.navigation`` then serves the page with the shell around it.
+The pages live in ``pages/``; ``ui.sidebar.ensure_shell`` draws the frame once per run (its
+docstring says why every page calls it too).
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from ui.sidebar import mark_shell_drawn, render_sidebar
+from ui.sidebar import ensure_shell
 
 HERE = Path(__file__).parent
-
-st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
 
 page = st.navigation(
     [
@@ -32,6 +25,5 @@ page = st.navigation(
         st.Page(HERE / "pages" / "export.py", title="Export", url_path="export-features", icon=":material/download:"),
     ]
 )
-render_sidebar()
-mark_shell_drawn()
+ensure_shell(from_app=True)
 page.run()

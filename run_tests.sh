@@ -4,6 +4,7 @@
 #   bash run_tests.sh              # the whole suite
 #   bash run_tests.sh -k browser   # any pytest option passes through
 #
+# Runs `ruff check .` first, then pytest (doctests of the core included).
 # Sets up .venv with requirements-dev.txt (via run_app.sh --setup-only, skipped when nothing
 # changed) and, when /usr/bin/chromium is missing and we are root, Debian's chromium for the
 # real-browser test (without it that test is skipped locally and fails under CI=true).
@@ -23,4 +24,6 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# Lint first (config in pyproject.toml): a finding stops the run before the slow tests start.
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

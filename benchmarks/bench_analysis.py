@@ -73,7 +73,7 @@ def bench_rerender(repeats: int) -> None:
         at.multiselect(key="emb_layers__demo-shapes").set_value(layer_sets[0]).run()
         before = calls["n"]
         timings: dict[str, list[float]] = {"pooling": [], "layers": [], "point size": [], "colour": []}
-        for r in range(repeats):
+        for _r in range(repeats):
             for p in pools:
                 t = time.perf_counter()
                 at.multiselect(key="emb_poolings").set_value(p).run()
@@ -131,8 +131,7 @@ def bench_sweep(per_class: int, total: int) -> None:
     from extractor import FeatureExtractor, load_backbone
     from extractor.demo import load_demo_set
     from extractor.scoring import recommend
-    from extractor.sweep import layer_costs, sweep_layers
-    from ui.analysis import score_sweep
+    from extractor.sweep import layer_costs, score_sweep, sweep_layers
 
     demo = load_demo_set("shapes", per_class=per_class, size=64)
     order = np.argsort([i % per_class for i in range(len(demo.images))], kind="stable")[:total]  # balanced cut

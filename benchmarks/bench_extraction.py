@@ -90,7 +90,7 @@ def ceiling(backbone, layers, batch: np.ndarray, batch_size: int) -> float:
     import keras
     import tensorflow as tf
 
-    model = keras.Model(backbone.model.input, [backbone.model.get_layer(l).output for l in layers])
+    model = keras.Model(backbone.model.input, [backbone.model.get_layer(lyr).output for lyr in layers])
     fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, *SIZE, 3], tf.float32)])
     x = tf.constant(backbone.spec.preprocess(batch[:batch_size]))
     fn(x)
@@ -147,7 +147,7 @@ def bench_backbone(name: str, module, paths, folder: Path, batch_size: int, seed
     row["e2e_ips"] = end_to_end(fx, paths, batch_size)
 
     one = FeatureExtractor(backbone, [table[-1].name], ["avg"])
-    every = FeatureExtractor(backbone, [l.name for l in table], ["avg"])
+    every = FeatureExtractor(backbone, [lyr.name for lyr in table], ["avg"])
     one.run_batch(batch[:batch_size]), every.run_batch(batch[:batch_size])
     t_one = best_of(lambda: one.run_batch(batch[:batch_size]))
     t_all = best_of(lambda: every.run_batch(batch[:batch_size]))

@@ -225,9 +225,9 @@ def _resolve_layers(spec: str, backbone) -> list[str]:
 
     table = feature_layers(backbone.model)
     if spec.strip().lower() == "all":
-        return [l.name for l in table]
+        return [lyr.name for lyr in table]
     if spec.strip().lower() == "blocks":
-        return [l.name for l in representative_layers(table, "block")]
+        return [lyr.name for lyr in representative_layers(table, "block")]
     return [name.strip() for name in spec.split(",") if name.strip()]
 
 
@@ -312,9 +312,9 @@ def cmd_extract(args) -> int:
         return EXIT_FAILED
     result = fx.extract(batch.sources, batch_size=args.batch_size, progress=_progress("extracting"))
     for failure in result.failures:
-        print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
+        print(f"skipped {failure.message}", file=sys.stderr)
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {note.message}", file=sys.stderr)
     _write_features(out, result)
     dims = ", ".join(f"{k} ({v.shape[1]})" for k, v in result.features.items())
     print(f"wrote {len(result.names)} images × [{dims}] to {out} "
@@ -326,7 +326,7 @@ def _write_features(out: Path, result) -> None:
     from .export import features_to_npz, features_to_parquet
 
     labels = result.labels if result.has_labels else None
-    labels = None if labels is None else ["" if l is None else l for l in labels]
+    labels = None if labels is None else ["" if lyr is None else lyr for lyr in labels]
     writer = features_to_npz if out.suffix == ".npz" else features_to_parquet
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(writer(result.features, result.names, labels))
@@ -421,7 +421,7 @@ def _sweep_on_ray(args) -> int:
 
 def _print_sweep(args, report) -> int:
     for failure in report.failures:
-        print(f"skipped {failure.name}: {failure.message}", file=sys.stderr)
+        print(f"skipped {failure.message}", file=sys.stderr)
     print(report.table_text())
     print()
     print(report.recommendation_text())

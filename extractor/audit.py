@@ -759,7 +759,7 @@ def _tables() -> _Tables:
     for module_name in _MODEL_MODULES + _OP_MODULES:
         module = importlib.import_module(module_name)
         namespaces[module_name] = module
-        for attr, obj in vars(module).items():
+        for obj in vars(module).values():
             if acceptable(obj) and (obj in allowed or obj.__module__ == module_name):
                 allowed.add(obj)
     for obj in list(allowed):

@@ -19,12 +19,13 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from .demo_cnn import DEMO_INPUT_SIZE, DEMO_WEIGHTS_PATH, build_demo_cnn
 from .errors import LayerExplorerError
 
 __all__ = [
@@ -155,6 +156,11 @@ class BackboneSpec:
     imagenet_file: Callable[[tuple[int, int]], str] | None = field(default=None, repr=False)
     pretrained: str = "imagenet"  # what weights="pretrained" means for this spec
     description: str = ""
+    # keras.applications submodule and constructor ("vgg16", "VGG16"): the code-snippet builder's source
+    keras_module: str | None = None
+    keras_constructor: str | None = None
+    # Wraps an in-memory model: rebuilt from that model at another size, not from a constructor.
+    from_model: bool = False
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """This backbone's preprocessing on a copy of ``images`` (RGB, 0..255)."""
@@ -213,7 +219,7 @@ def _mobilenet_v2_file(size):
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
-def _spec(name, attr, size, mode, family, file_fn, min_size=32, description=""):
+def _spec(name, module, attr, size, mode, family, file_fn, min_size=32, description=""):
     return BackboneSpec(
         name=name,
         build=_keras_app(attr),
@@ -223,6 +229,8 @@ def _spec(name, attr, size, mode, family, file_fn, min_size=32, description=""):
         family=family,
         imagenet_file=file_fn,
         description=description,
+        keras_module=module,
+        keras_constructor=attr,
     )
 
 
@@ -230,34 +238,34 @@ _NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in [
-        _spec("vgg16", "VGG16", (224, 224), "caffe", "VGG", _fixed("vgg16" + _NOTOP),
+        _spec("vgg16", "vgg16", "VGG16", (224, 224), "caffe", "VGG", _fixed("vgg16" + _NOTOP),
               description="VGG16: plain stacks of 3×3 convolutions, five blocks; the classic baseline for transfer features."),
-        _spec("vgg19", "VGG19", (224, 224), "caffe", "VGG", _fixed("vgg19" + _NOTOP),
+        _spec("vgg19", "vgg19", "VGG19", (224, 224), "caffe", "VGG", _fixed("vgg19" + _NOTOP),
               description="VGG19: VGG16 with one more conv in blocks 3–5."),
-        _spec("resnet50", "ResNet50", (224, 224), "caffe", "ResNet", _fixed("resnet50" + _NOTOP),
+        _spec("resnet50", "resnet50", "ResNet50", (224, 224), "caffe", "ResNet", _fixed("resnet50" + _NOTOP),
               description="ResNet50: residual bottleneck blocks in four stages (conv2–conv5)."),
-        _spec("resnet50v2", "ResNet50V2", (224, 224), "tf", "ResNet", _fixed("resnet50v2" + _NOTOP),
+        _spec("resnet50v2", "resnet_v2", "ResNet50V2", (224, 224), "tf", "ResNet", _fixed("resnet50v2" + _NOTOP),
               description="ResNet50 V2: pre-activation residual blocks."),
-        _spec("mobilenetv2", "MobileNetV2", (224, 224), "tf", "MobileNet", _mobilenet_v2_file,
+        _spec("mobilenetv2", "mobilenet_v2", "MobileNetV2", (224, 224), "tf", "MobileNet", _mobilenet_v2_file,
               description="MobileNetV2: inverted residual blocks with depthwise convolutions; fast on CPU."),
-        _spec("mobilenetv3small", "MobileNetV3Small", (224, 224), "none", "MobileNet",
+        _spec("mobilenetv3small", "mobilenet_v3", "MobileNetV3Small", (224, 224), "none", "MobileNet",
               _fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
               description="MobileNetV3 Small: tiny and fast; rescales its input inside the model."),
-        _spec("mobilenetv3large", "MobileNetV3Large", (224, 224), "none", "MobileNet",
+        _spec("mobilenetv3large", "mobilenet_v3", "MobileNetV3Large", (224, 224), "none", "MobileNet",
               _fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
               description="MobileNetV3 Large; rescales its input inside the model."),
-        _spec("efficientnetb0", "EfficientNetB0", (224, 224), "none", "EfficientNet",
+        _spec("efficientnetb0", "efficientnet", "EfficientNetB0", (224, 224), "none", "EfficientNet",
               _fixed("efficientnetb0_notop.h5"),
               description="EfficientNet-B0: MBConv blocks; normalises its input inside the model."),
-        _spec("densenet121", "DenseNet121", (224, 224), "torch", "DenseNet",
+        _spec("densenet121", "densenet", "DenseNet121", (224, 224), "torch", "DenseNet",
               _fixed("densenet121" + _NOTOP),
               description="DenseNet121: every layer of a dense block sees all earlier ones (concat)."),
-        _spec("inceptionv3", "InceptionV3", (299, 299), "tf", "Inception",
+        _spec("inceptionv3", "inception_v3", "InceptionV3", (299, 299), "tf", "Inception",
               _fixed("inception_v3" + _NOTOP), min_size=75,
               description="InceptionV3: parallel branches joined in 'mixed' blocks."),
-        _spec("xception", "Xception", (299, 299), "tf", "Xception", _fixed("xception" + _NOTOP),
+        _spec("xception", "xception", "Xception", (299, 299), "tf", "Xception", _fixed("xception" + _NOTOP),
               min_size=71, description="Xception: depthwise-separable convolutions with residuals."),
-        _spec("convnexttiny", "ConvNeXtTiny", (224, 224), "none", "ConvNeXt",
+        _spec("convnexttiny", "convnext", "ConvNeXtTiny", (224, 224), "none", "ConvNeXt",
               _fixed("convnext_tiny_notop.h5"),
               description="ConvNeXt-Tiny: a modernised ResNet; normalises its input inside the model."),
     ]
@@ -266,21 +274,16 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 def _register_demo() -> None:
     """The shipped demo CNN is a backbone like the others (its weights are 'shipped')."""
-    try:
-        from . import training
-    except ImportError:  # the demo module is optional while the project is being assembled
-        return
-
     def build(input_shape, weights):
         import keras
 
         # The demo CNN pins its layers' dtype; follow the policy _build set (bfloat16 requests).
-        return training.build_demo_cnn(input_shape=input_shape, dtype=keras.config.dtype_policy().name)
+        return build_demo_cnn(input_shape=input_shape, dtype=keras.config.dtype_policy().name)
 
     BACKBONES["demo-shapes"] = BackboneSpec(
         name="demo-shapes",
         build=build,
-        input_size=tuple(training.DEMO_INPUT_SIZE),
+        input_size=tuple(DEMO_INPUT_SIZE),
         preprocessing="none",
         min_input_size=16,
         family="Demo",
@@ -473,18 +476,16 @@ def load_backbone(
                                         type(exc).__name__) from exc
         info = WeightsInfo("imagenet", f"ImageNet (Keras cache file {path.name})", path.name)
     elif kind == "shipped":
-        from . import training
-
         model = _build(spec, size, None)
         try:
-            model.load_weights(training.DEMO_WEIGHTS_PATH)
+            model.load_weights(DEMO_WEIGHTS_PATH)
         except (OSError, ValueError) as exc:
             raise WeightsUnavailableError(
                 f"The shipped demo weights could not be loaded ({exc}); reinstall the project or run "
                 "`python -m extractor demo train` to recreate them."
             ) from exc
         info = WeightsInfo("shipped", "trained on the shapes demo set (shipped with Layer Explorer)",
-                           training.DEMO_WEIGHTS_PATH.name)
+                           DEMO_WEIGHTS_PATH.name)
     else:
         path = Path(request).expanduser()
         if not path.is_file():
@@ -562,7 +563,7 @@ def rebuild_backbone(backbone: Backbone, input_size="keep", dtype_policy: str | 
     size = backbone.input_size if input_size == "keep" else (None if input_size in (None, "native") else _resolve_input_size(backbone.spec, input_size))
     if size == backbone.input_size and dtype_policy is None:
         return backbone
-    if backbone.spec.family == "Custom":
+    if backbone.spec.from_model:
         model = _rebuild_with_shape(backbone.model, (None, None, 3) if size is None else (*size, 3), dtype_policy)
     else:
         model = _build(backbone.spec, size, None, dtype_policy)
@@ -591,7 +592,7 @@ def backbone_from_model(model, name: str | None = None, preprocessing: str = "no
 
     spec = BackboneSpec(
         name=name or model.name, build=build, input_size=size or (224, 224), preprocessing=preprocessing,
-        min_input_size=8, family="Custom", imagenet_file=None, pretrained="file",
+        min_input_size=8, family="Custom", imagenet_file=None, pretrained="file", from_model=True,
         description=f"In-memory model {model.name}.",
     )
     return Backbone(spec=spec, model=model, weights=WeightsInfo("file", f"in-memory model {model.name}"),

@@ -234,7 +234,7 @@ def make_shapes(per_class: int = 20, size: int = 64, seed: int = 0) -> DemoSet:
     names: list[str] = []
     # Draw in chunks so memory stays bounded (a few float64 (chunk, size, size) arrays at a time).
     chunk = max(1, 400_000 // (size * size))
-    for cls, child in zip(SHAPE_CLASSES, children):
+    for cls, child in zip(SHAPE_CLASSES, children, strict=False):
         rng = np.random.default_rng(child)
         done = 0
         while done < per_class:
@@ -311,7 +311,7 @@ def load_photos(size: int | None = None) -> DemoSet:
         raise LayerExplorerError(f"size={size!r}: expected None (native) or a whole number of pixels, 8 to 4096.")
     bunch = load_sample_images()
     images, labels, names = [], [], []
-    for photo, filename in zip(bunch.images, bunch.filenames):
+    for photo, filename in zip(bunch.images, bunch.filenames, strict=False):
         label = Path(filename).stem
         h, w = photo.shape[:2]
         pieces = [("full", photo)]
@@ -374,7 +374,7 @@ def export_demo_set(name: str, out_dir: str | Path, per_class: int = 20, seed: i
     ds = load_photos(size=None) if key == "photos" else load_demo_set(key, per_class=per_class, seed=seed, size=size)
     out = Path(out_dir)
     written: list[Path] = []
-    for pixels, rel in zip(ds.images, ds.names):
+    for pixels, rel in zip(ds.images, ds.names, strict=False):
         path = out / rel  # names are ours ("<label>/<stem>.<ext>"), never user input
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".jpg":

@@ -38,14 +38,15 @@ import math
 import re
 import shlex
 import zipfile
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, check_int
+from extractor.images import RESIZE_POLICIES
 
 __all__ = [
     "ExportError",
@@ -416,7 +417,7 @@ def projector_bundle(
     vec_buf = io.StringIO()
     np.savetxt(vec_buf, vectors.astype(np.float32), fmt="%.7g", delimiter="\t")
     if labels is not None:
-        meta_lines = ["name\tlabel"] + [f"{_tsv_cell(a)}\t{_tsv_cell(b)}" for a, b in zip(names, labels)]
+        meta_lines = ["name\tlabel"] + [f"{_tsv_cell(a)}\t{_tsv_cell(b)}" for a, b in zip(names, labels, strict=False)]
     else:
         meta_lines = [_tsv_cell(a) for a in names]
     metadata = "\n".join(meta_lines) + "\n"
@@ -480,7 +481,7 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights="imagenet", layers=["block4_pool"], poolings=["avg"],
-        ...                        resize="squash", precision="float32", input_size=(224, 224))
+        ...                        resize="stretch", precision="float32", input_size=(224, 224))
         >>> cfg["input_size"], cfg["batch_size"]
         ([224, 224], 32)
     """
@@ -500,8 +501,9 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
         size = []
     if len(size) != 2 or min(size) < 1:
         raise ExportError(f"input_size must be (height, width) in pixels; got {input_size!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ExportError(f"batch_size must be a whole number of at least 1; got {batch_size!r}.")
+    check_int(batch_size, "batch_size", 1, error=ExportError)
+    if resize not in RESIZE_POLICIES:
+        raise ExportError(f"resize must be one of {', '.join(RESIZE_POLICIES)}; got {resize!r}.")
     if images is not None and (isinstance(images, (str, bytes))
                                or not all(isinstance(v, str) and v for v in images)):
         raise ExportError(f"images must be a list of the exported image names (the 'paths'); got {images!r}.")
@@ -533,7 +535,9 @@ features.npz exactly as the app's export does: "paths" (each image's name inside
 as the app names the members of a zip), "labels" (the image's own folder, when there are
 folders) and one (N, C) float32 array per "layer/pooling" key, rows in the app's order.
 Readable with np.load("features.npz") (no pickle needed).
-Needs the `extractor` package from Layer Explorer on the Python path.
+Needs Layer Explorer installed (`pip install .` in its folder); runs from any directory.
+A model or weights *file* named below is read from this script's own folder: put the
+.keras / .weights.h5 file beside the script.
 
 Settings (as JSON):
 {config_json}
@@ -541,6 +545,7 @@ Settings (as JSON):
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -564,7 +569,7 @@ def named_like_the_app(given):
     """Images under `given`, named and labelled as the app names the members of a zip."""
     batch = gather_paths([given])
     for problem in getattr(batch, "problems", []):
-        print(f"skipped: {{problem}}", file=sys.stderr)
+        print(f"skipped {{problem.message}}", file=sys.stderr)
     for source in batch.sources:
         if os.path.isdir(given):
             name = os.path.relpath(source.name, given).replace(os.sep, "/")
@@ -572,6 +577,13 @@ def named_like_the_app(given):
             name = os.path.basename(source.name)
         folder = name.rpartition("/")[0]
         yield ImageSource.from_bytes(name, source.data, folder.rpartition("/")[2] or None)
+
+
+def beside_script(value):
+    """A .keras model or .h5 weights file is looked up next to this script; names stay names."""
+    if isinstance(value, str) and value.lower().endswith((".keras", ".h5")):
+        return str(Path(__file__).resolve().parent / value)
+    return value
 
 
 def main(argv):
@@ -589,11 +601,11 @@ def main(argv):
             print(f"note: {{missing}} of the app's images not found, {{len(extra)}} not in the app's export "
                   f"(put last); run this on the folder the upload was unzipped into", file=sys.stderr)
         sources.sort(key=lambda source: (order.get(source.name, len(order)), source.name))
-    backbone = load_backbone(BACKBONE, weights=WEIGHTS, input_size=INPUT_SIZE)
+    backbone = load_backbone(beside_script(BACKBONE), weights=beside_script(WEIGHTS), input_size=INPUT_SIZE)
     fx = FeatureExtractor(backbone, layers=LAYERS, poolings=POOLINGS, resize=RESIZE, precision=PRECISION)
     result = fx.extract(sources, batch_size=BATCH_SIZE)
     for failure in result.failures:
-        print(f"skipped: {{failure}}", file=sys.stderr)
+        print(f"skipped {{failure.message}}", file=sys.stderr)
     columns = {{"paths": np.array(result.names, dtype=str)}}
     if any(label is not None for label in result.labels):
         columns["labels"] = np.array(["" if label is None else label for label in result.labels], dtype=str)
@@ -617,7 +629,7 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights=None, layers=["block4_pool"], poolings=["avg"],
-        ...                        resize="squash", precision="float32", input_size=(64, 64))
+        ...                        resize="stretch", precision="float32", input_size=(64, 64))
         >>> compile(reproduce_script(cfg), "extract_features.py", "exec") is not None
         True
     """

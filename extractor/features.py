@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .backbones import Backbone, preprocess_tensor, rebuild_backbone
-from .errors import LayerExplorerError
-from .layers import SEPARATOR, LayerInfo, feature_layers, find_layer
+from .errors import Failure, LayerExplorerError
+from .layers import SEPARATOR, LayerInfo, feature_key, feature_layers, find_layer, split_key
 from .pooling import check_poolings, pool, pooled_dim
 
 __all__ = [
@@ -64,17 +63,9 @@ class RawMapsTooLargeError(ExtractionRequestError):
 class NoImagesError(LayerExplorerError):
     """Not a single image could be decoded; ``failures`` says why for each one."""
 
-    def __init__(self, message: str, failures: Sequence["Failure"] = ()):
+    def __init__(self, message: str, failures: Sequence[Failure] = ()):
         super().__init__(message)
         self.failures = list(failures)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An input that was skipped, and why, in words a user understands."""
-
-    name: str
-    message: str
 
 
 @dataclass
@@ -86,23 +77,12 @@ class ExtractionResult:
     labels: list[str | None]
     indices: list[int]  # position of each row's image in the inputs
     failures: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an input that was used
     seconds: float = 0.0
 
     @property
     def has_labels(self) -> bool:
         return any(label is not None for label in self.labels)
-
-
-def feature_key(layer: str, pooling: str) -> str:
-    """``"block3_conv1/avg"`` — the key of one pooled feature array."""
-    return f"{layer}{SEPARATOR}{pooling}"
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """Inverse of :func:`feature_key` (layer names may themselves contain the separator)."""
-    layer, _, pooling = key.rpartition(SEPARATOR)
-    return layer, pooling
 
 
 def _layer_outputs(model, names: Sequence[str]) -> list:
@@ -124,7 +104,7 @@ def _layer_outputs(model, names: Sequence[str]) -> list:
         feeding = inner_model._inbound_nodes[0].input_tensors  # where the nested model sits in the outer graph
         produced = cut(feeding[0] if len(feeding) == 1 else feeding)
         produced = produced if isinstance(produced, (list, tuple)) else [produced]
-        for rest, tensor in zip(rests, produced):
+        for rest, tensor in zip(rests, produced, strict=False):
             outputs[head + SEPARATOR + rest] = tensor
     return [outputs[name] for name in names]
 
@@ -161,8 +141,8 @@ class FeatureExtractor:
         if resize not in RESIZE_POLICIES:
             raise ExtractionRequestError(f"resize policy {resize!r} is not one of {', '.join(RESIZE_POLICIES)}.")
         if isinstance(layers, str):
-            layers = [l for l in layers.split(",") if l.strip()]
-        layers = list(dict.fromkeys(l.strip() for l in layers))
+            layers = [lyr for lyr in layers.split(",") if lyr.strip()]
+        layers = list(dict.fromkeys(lyr.strip() for lyr in layers))
         if not layers:
             raise ExtractionRequestError("no layer given; pick at least one (`python -m extractor layers BACKBONE`).")
         self.poolings = check_poolings(poolings)
@@ -195,14 +175,14 @@ class FeatureExtractor:
         self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")
         mode = backbone.spec.preprocessing
         keys = [(layer, pooling) for layer in self.layers for pooling in self.poolings]
-        self.keys = [feature_key(l, p) for l, p in keys]
+        self.keys = [feature_key(lyr, p) for lyr, p in keys]
 
         def forward(images):
             x = preprocess_tensor(tf.cast(images, tf.float32), mode)
             maps = self._model(x, training=False)
             maps = maps if isinstance(maps, (list, tuple)) else [maps]
             out = {}
-            for layer, fmap in zip(self.layers, maps):
+            for layer, fmap in zip(self.layers, maps, strict=False):
                 fmap = tf.cast(fmap, tf.float32)
                 for pooling in self.poolings:
                     out[feature_key(layer, pooling)] = pool(fmap, pooling)
@@ -212,7 +192,6 @@ class FeatureExtractor:
         self._forward = tf.function(
             forward, input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)], reduce_retracing=True
         )
-        self._lock = threading.Lock()
         self.forward_calls = 0  # counted so callers (benchmarks, the app) can prove caching works
 
     # ------------------------------------------------------------------ public
@@ -220,7 +199,7 @@ class FeatureExtractor:
         """Length of each output vector by key (None where it depends on the image size)."""
         return {feature_key(i.name, p): pooled_dim(self._shape_at_input(i), p) for i in self.layer_infos for p in self.poolings}
 
-    def warm(self) -> "FeatureExtractor":
+    def warm(self) -> FeatureExtractor:
         """Trace and run the graph once on a blank image, so the first real call is fast."""
         h, w = self.input_size or self.backbone.spec.input_size
         self._run(np.zeros((1, h, w, 3), np.uint8))
@@ -300,7 +279,7 @@ class FeatureExtractor:
         if progress is not None:
             progress(done, total)
         if not names:
-            reasons = "; ".join(f"{f.name}: {f.message}" for f in failures[:3]) or "no inputs were given"
+            reasons = "; ".join(f.message for f in failures[:3]) or "no inputs were given"
             raise NoImagesError(f"No image could be processed ({reasons}).", failures)
 
         order = np.argsort(indices, kind="stable")  # native mode groups by shape: restore input order
@@ -379,15 +358,12 @@ class FeatureExtractor:
             else:  # an ImageSource
                 name, data, label = item.name, item.data, getattr(item, "label", None)
             decoded = img.load_image(data, name, self.input_size, self.resize)
-            notes = tuple(f"{name}: {n}" for n in decoded.notes)
+            notes = tuple(Failure(name, n, "note") for n in decoded.notes)
             return index, name, label, decoded.pixels, None, notes
+        except img.InvalidImageError as exc:
+            return index, name, label, None, exc.reason, notes
         except LayerExplorerError as exc:
-            message = str(exc)
-            for prefix in (f"{name}: ", f"{img.sanitize_name(name)}: "):  # the decoder names the file itself
-                if message.startswith(prefix):
-                    message = message[len(prefix):]
-                    break
-            return index, name, label, None, message, notes
+            return index, name, label, None, str(exc), notes
 
 
 def _check_array(array: np.ndarray, name: str) -> np.ndarray:
@@ -396,7 +372,7 @@ def _check_array(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise InvalidImageError(f"{name}: an image array must be (H, W, 3) RGB; got shape {array.shape}.")
+        raise InvalidImageError(name, f"an image array must be (H, W, 3) RGB; got shape {array.shape}.")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and np.nanmax(array) <= 1.0:
             array = array * 255.0

@@ -106,7 +106,25 @@ _ORIENTATION_TAG = 0x0112
 
 
 class InvalidImageError(LayerExplorerError):
-    """The bytes cannot be used as an image; base class of every refusal in this module."""
+    """The bytes cannot be used as an image; base class of every refusal in this module.
+
+    Raised as ``InvalidImageError(name, reason)``: the message is ``"name: reason"``, and
+    ``name`` and ``reason`` stay separate attributes so callers never take the message apart.
+    With a single argument it is the whole message (``name`` is then ``None``).
+
+    Example:
+        >>> e = CorruptImageError("cat.png", "the file is damaged")
+        >>> str(e), e.name, e.reason
+        ('cat.png: the file is damaged', 'cat.png', 'the file is damaged')
+    """
+
+    def __init__(self, name: str, reason: str | None = None):
+        if reason is None:
+            super().__init__(name)
+            self.name, self.reason = None, name
+        else:
+            super().__init__(f"{name}: {reason}")
+            self.name, self.reason = name, reason
 
 
 class EmptyImageError(InvalidImageError):
@@ -259,10 +277,10 @@ def _looks_like(data: bytes) -> tuple[str, bool]:
 def _refuse_unidentified(data: bytes, name: str) -> InvalidImageError:
     kind, allowed = _looks_like(data)
     if allowed:
-        return CorruptImageError(f"{name}: this {kind} file is damaged or incomplete and cannot be read; "
+        return CorruptImageError(name, f"this {kind} file is damaged or incomplete and cannot be read; "
                                  "re-export or re-download it.")
     looks = f" (looks like {kind})" if kind else ""
-    return UnsupportedFormatError(f"{name}: this is not an image Layer Explorer can read{looks}. {_FORMAT_HINT}")
+    return UnsupportedFormatError(name, f"this is not an image Layer Explorer can read{looks}. {_FORMAT_HINT}")
 
 
 @functools.cache
@@ -276,7 +294,7 @@ def _bomb_message(name: str, exc: Exception, max_pixels: int) -> str:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "over Pillow's safety limit"
     cap = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
-    return f"{name}: the image is {size}, over the {cap / 1e6:.0f} MP limit; downscale it before uploading."
+    return f"the image is {size}, over the {cap / 1e6:.0f} MP limit; downscale it before uploading."
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,7 +394,7 @@ def _to_rgb(im: Image.Image, name: str, bits: int | None = None) -> Image.Image:
             return out
         return im.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise UnsupportedFormatError(f"{name}: its colour mode {im.mode!r} cannot be converted to RGB "
+        raise UnsupportedFormatError(name, f"its colour mode {im.mode!r} cannot be converted to RGB "
                                      f"({exc}). Save it as an 8-bit RGB PNG or JPEG.") from exc
 
 
@@ -384,7 +402,7 @@ def _decode_pil(data: bytes, name: str, max_pixels: int,
                 draft_size: tuple[int, int] | None) -> tuple[Image.Image, tuple[str, ...]]:
     """The shared decoder: a loaded, upright RGB Pillow image and the notes about it."""
     if data is None or len(data) == 0:
-        raise EmptyImageError(f"{name}: the file is empty (0 bytes); upload it again.")
+        raise EmptyImageError(name, "the file is empty (0 bytes); upload it again.")
     notes: list[str] = []
     # Local and per call: never changes Image.MAX_IMAGE_PIXELS or the process-wide filter for
     # good. (catch_warnings is not thread-safe; the worst a race can do is leave the bomb warning
@@ -394,7 +412,7 @@ def _decode_pil(data: bytes, name: str, max_pixels: int,
         try:
             im = Image.open(io.BytesIO(data), formats=_open_formats())
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageTooLargeError(_bomb_message(name, exc, max_pixels)) from None
+            raise ImageTooLargeError(name, _bomb_message(name, exc, max_pixels)) from None
         except Exception:  # UnidentifiedImageError, or a parser that accepted the magic and then failed
             # Pillow's magic checks are loose (any "BM..." text is tried as BMP): our own sniffing
             # decides between "damaged image" and "not an image at all".
@@ -404,13 +422,13 @@ def _decode_pil(data: bytes, name: str, max_pixels: int,
         # BytesIO that needs no closing; the parser is dropped with the image.
         w, h = im.size
         if w * h > max_pixels:
-            raise ImageTooLargeError(f"{name}: {w}×{h} = {w * h / 1e6:.0f} MP is over the "
+            raise ImageTooLargeError(name, f"{w}×{h} = {w * h / 1e6:.0f} MP is over the "
                                      f"{max_pixels / 1e6:.0f} MP limit; downscale it before uploading.")
         if w < 1 or h < 1:
-            raise ImageTooSmallError(f"{name}: the header says {w}×{h} pixels; an image needs at least "
+            raise ImageTooSmallError(name, f"the header says {w}×{h} pixels; an image needs at least "
                                      "1×1. Re-export it.")
         if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
-            raise ImageTooLargeError(f"{name}: {w}×{h} is a {max(w, h) / min(w, h):.0f}:1 strip; at most "
+            raise ImageTooLargeError(name, f"{w}×{h} is a {max(w, h) / min(w, h):.0f}:1 strip; at most "
                                      f"{MAX_ASPECT_RATIO:.0f}:1 can be resized into a useful picture. "
                                      "Crop it into pieces first.")
         try:
@@ -432,13 +450,13 @@ def _decode_pil(data: bytes, name: str, max_pixels: int,
         except InvalidImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageTooLargeError(_bomb_message(name, exc, max_pixels)) from None
+            raise ImageTooLargeError(name, _bomb_message(name, exc, max_pixels)) from None
         except MemoryError:
-            raise ImageTooLargeError(f"{name}: not enough memory to decode a {w}×{h} image; "
+            raise ImageTooLargeError(name, f"not enough memory to decode a {w}×{h} image; "
                                      "downscale it before uploading.") from None
         except Exception as exc:  # truncated data (OSError), broken chunks (SyntaxError), ...
             detail = str(exc).split("\n")[0][:120]
-            raise CorruptImageError(f"{name}: the file is damaged or incomplete ({detail}); "
+            raise CorruptImageError(name, f"the file is damaged or incomplete ({detail}); "
                                     "re-export or re-download it.") from None
     if frame_note:
         notes.append(frame_note)

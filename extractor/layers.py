@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from .errors import LayerExplorerError
 from .receptive_field import receptive_fields
 
 __all__ = [
+    "feature_key",
+    "split_key",
     "LayerInfo",
     "UnknownLayerError",
     "feature_layers",
@@ -30,6 +32,22 @@ __all__ = [
 ]
 
 SEPARATOR = "/"
+
+
+def feature_key(layer: str, pooling: str) -> str:
+    """``"block3_conv1/avg"`` — the key of one pooled feature array.
+
+    Example:
+        >>> feature_key("model/block1", "avg"), split_key("model/block1/avg"), split_key("abc")
+        ('model/block1/avg', ('model/block1', 'avg'), ('', 'abc'))
+    """
+    return f"{layer}{SEPARATOR}{pooling}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """Inverse of :func:`feature_key` (layer names may themselves contain the separator): the one rule."""
+    layer, _, pooling = str(key).rpartition(SEPARATOR)
+    return layer, pooling
 
 
 class UnknownLayerError(LayerExplorerError):
@@ -104,7 +122,7 @@ def _ensure_built(model, input_size=None):
 
     if isinstance(model, keras.Sequential):
         try:
-            model.inputs
+            _ = model.inputs  # raises when a Sequential has not been built yet
             return
         except (AttributeError, ValueError):
             pass
@@ -192,7 +210,7 @@ def feature_layers(model, input_size: tuple[int, int] | None = None) -> list[Lay
     blocks = _assign_blocks([q for q, _, _ in rows])
     fields = receptive_fields(model)
     out = []
-    for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks)):
+    for depth, ((qualified, layer, shape), block) in enumerate(zip(rows, blocks, strict=False)):
         h, w, c = shape[1], shape[2], shape[3]
         stride = int(round(input_h / h)) if input_h and h else None
         rf = fields.get(qualified)
@@ -228,10 +246,10 @@ def representative_layers(layers: Sequence[LayerInfo], level: str = "block") -> 
     for info in layers:
         if info.kind not in ("preprocess", "padding", "dropout", "input"):
             chosen[info.block] = info  # later layers overwrite: the block's output
-    blocks = sorted(chosen.values(), key=lambda l: l.depth)
+    blocks = sorted(chosen.values(), key=lambda lyr: lyr.depth)
     if level == "block":
         return blocks
     by_stride: dict[object, LayerInfo] = {}
     for info in blocks:
         by_stride[info.stride if info.stride is not None else info.block] = info
-    return sorted(by_stride.values(), key=lambda l: l.depth)
+    return sorted(by_stride.values(), key=lambda lyr: lyr.depth)

@@ -33,16 +33,6 @@ GLOBAL_POOLINGS = ("avg", "max", "gem", "avgmax")
 GEM_P = 3.0
 _GEM_EPS = 1e-6  # GeM's usual clamp: keeps the p-th root differentiable and defined at zero
 
-POOLING_LABELS = {
-    "avg": "global average",
-    "max": "global max",
-    "gem": "GeM (p = 3)",
-    "avgmax": "average ‖ max",
-    "flatten": "flatten",
-    "none": "raw map",
-}
-
-
 class UnknownPoolingError(LayerExplorerError):
     """A pooling name that is not one of :data:`POOLINGS`."""
 

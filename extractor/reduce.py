@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, TrainingDataError, check_int
 from extractor.feature_health import COLLAPSED_SCALE
 
 __all__ = [
@@ -58,8 +58,11 @@ class EmbeddingError(LayerExplorerError):
     """The features cannot be turned into a 2-D map; the message says why and what to do."""
 
 
-class TooFewImagesError(EmbeddingError):
-    """Fewer images than a 2-D map needs (3)."""
+class TooFewImagesError(EmbeddingError, TrainingDataError):
+    """Fewer images than the work needs: a 2-D map needs 3; training needs enough per class.
+
+    The one class for both (it is an :class:`EmbeddingError` and a ``TrainingDataError``).
+    """
 
 
 class DegenerateFeaturesError(EmbeddingError):
@@ -245,8 +248,7 @@ def tsne_2d(X, *, perplexity: float = 30.0, seed: int = 0, max_iter: int = 1000)
     X = check_features(X)
     n, _ = X.shape
     perplexity = _positive_number(perplexity, "perplexity", "30 is a good start; 5-50 is the usual range")
-    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 250:
-        raise EmbeddingError(f"max_iter must be a whole number of at least 250 (scikit-learn's minimum); got {max_iter!r}.")
+    check_int(max_iter, "max_iter", 250, error=EmbeddingError, hint="scikit-learn's minimum")
 
     notes: list[str] = []
     upper = max(_MIN_PERPLEXITY, (n - 1) / 3)
@@ -295,8 +297,7 @@ def umap_2d(X, *, n_neighbors: int = 15, seed: int = 0) -> Embedding:
         raise EmbeddingError("UMAP needs the optional package umap-learn: `pip install umap-learn`, or use PCA or t-SNE.")
     X = check_features(X)
     n, _ = X.shape
-    if not isinstance(n_neighbors, (int, np.integer)) or isinstance(n_neighbors, bool) or n_neighbors < 2:
-        raise EmbeddingError(f"n_neighbors must be a whole number of at least 2 (15 is typical); got {n_neighbors!r}.")
+    check_int(n_neighbors, "n_neighbors", 2, error=EmbeddingError, hint="15 is typical")
     notes: list[str] = []
     used = min(int(n_neighbors), n - 1)
     if used < n_neighbors:

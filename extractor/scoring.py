@@ -31,13 +31,14 @@ import functools
 import math
 import threading
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from extractor.errors import LayerExplorerError
+from extractor.errors import LayerExplorerError, check_int
+from extractor.layers import split_key
 from extractor.reduce import DegenerateFeaturesError, check_features
 
 __all__ = [
@@ -120,7 +121,7 @@ def label_problem(labels: Sequence | None) -> str | None:
     classes, counts = np.unique(np.array(present, dtype=str), return_counts=True)
     if classes.size < 2:
         return f"only one class ({classes[0]!r}); accuracy needs at least 2 classes with at least 2 images each."
-    small = [str(c) for c, k in zip(classes, counts) if k < 2]
+    small = [str(c) for c, k in zip(classes, counts, strict=False) if k < 2]
     if small:
         shown = ", ".join(repr(c) for c in small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
         verb = "has" if len(small) == 1 else "have"
@@ -173,16 +174,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ScoringError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")
-    return int(value)
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    # Same rule as extractor.features.split_key (layer names may contain "/"), kept local so
-    # this module imports without the extraction code.
-    layer, sep, pooling = str(key).rpartition("/")
-    return (layer, pooling) if sep else (str(key), "")
+    return check_int(value, name, minimum, error=ScoringError)
 
 
 # --------------------------------------------------------------------------- threads
@@ -544,13 +536,13 @@ def score_configs(
 
     depths: dict[str, int] = {}
     for key in keys:
-        depths.setdefault(_split_key(key)[0], len(depths))
+        depths.setdefault(split_key(key)[0], len(depths))
     if layer_depth:
         depths.update({str(name): int(d) for name, d in layer_depth.items()})
 
     rows = []
     for done, key in enumerate(keys, start=1):
-        layer, pooling = _split_key(key)
+        layer, pooling = split_key(key)
         shape = shapes[key]
         dim = int(np.prod(shape[1:])) if len(shape) > 1 else 0
         secs = None

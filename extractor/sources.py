@@ -2,7 +2,7 @@
 
 Nothing here decodes pixels (that is :mod:`extractor.images`' job, later and per image); this
 layer decides *which bytes* go in, and says why anything was left out. Every skipped file becomes
-a :class:`Problem` with a reason a user can act on; nothing is silently lost except the debris
+a :class:`~extractor.errors.Failure` (``name``, ``reason``, ``kind``) with a reason a user can act on; nothing is silently lost except the debris
 operating systems leave in archives and folders (``__MACOSX/``, dotfiles, ``Thumbs.db``).
 
 Rules, in the order they are applied to each file:
@@ -36,11 +36,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import Failure
 from .images import ALLOWED_EXTENSIONS, content_hash, sanitize_name
 
 __all__ = [
     "ImageSource",
-    "Problem",
     "SourceBatch",
     "UploadLimits",
     "RATIO_CHECK_MIN_BYTES",
@@ -95,7 +95,7 @@ class ImageSource:
     digest: str  # content_hash(data)
 
     @classmethod
-    def from_bytes(cls, name: str, data: bytes, label: str | None = None) -> "ImageSource":
+    def from_bytes(cls, name: str, data: bytes, label: str | None = None) -> ImageSource:
         return cls(name, bytes(data), label, content_hash(data))
 
     def __repr__(self) -> str:  # the bytes would flood logs and tracebacks
@@ -104,19 +104,11 @@ class ImageSource:
 
 
 @dataclass
-class Problem:
-    """A file that was left out, and why (the message names the file and how to fix it)."""
-
-    name: str
-    message: str
-
-
-@dataclass
 class SourceBatch:
     """What a gather produced: the files to use, the ones skipped with reasons, and notes."""
 
     sources: list[ImageSource] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)  # skipped files, each with a reason
+    problems: list[Failure] = field(default_factory=list)  # skipped files, each with a reason
     notes: list[str] = field(default_factory=list)  # informational, e.g. "2 duplicate files were skipped"
 
     @property
@@ -175,7 +167,7 @@ class _Collector:
         return len(self.batch.sources) >= self.limits.max_files
 
     def problem(self, name: str, message: str) -> None:
-        self.batch.problems.append(Problem(name, f"{name}: {message}"))
+        self.batch.problems.append(Failure(name, message, "zip member" if " (in " in name else "file"))
 
     def add(self, name: str, data: bytes, label: str | None) -> bool:
         """Apply the per-file rules; True when the file became a source."""
@@ -205,7 +197,7 @@ class _Collector:
             n = self.dropped_for_count
             message = (f"{n} more image{'s were' if n != 1 else ' was'} not used: at most {self.limits.max_files} "
                        "images per batch. Split the images into smaller batches.")
-            self.batch.problems.append(Problem(f"{n} more file{'s' if n != 1 else ''}", message))
+            self.batch.problems.append(Failure(f"{n} more file{'s' if n != 1 else ''}", message, "batch"))
         if self.duplicates:
             n = self.duplicates
             self.batch.notes.append(f"{n} duplicate file{'s were' if n != 1 else ' was'} skipped "
@@ -282,11 +274,11 @@ def read_zip(data: bytes, name: str, limits: UploadLimits = UploadLimits()) -> S
     Skipped silently: folders, ``__MACOSX/``, dotfiles. Declared sizes are checked first, then the
     inflated bytes are counted chunk by chunk against hard caps (declared sizes can lie). Reading
     stops at ``max_zip_members`` entries, ``max_zip_uncompressed_bytes`` inflated, or ``max_files``
-    images. A file that is not a readable zip yields one :class:`Problem`.
+    images. A file that is not a readable zip yields one :class:`~extractor.errors.Failure`.
 
     Example:
         >>> [(s.name, s.label) for s in read_zip(zip_bytes, "set.zip").sources]
-        [('cats/a.png', 'cats'), ('dogs/b.png', 'dogs')]
+        [('cats/a.png', 'cats'), ('cats/b.png', 'cats')]
     """
     col = _Collector(limits)
     _read_zip_into(col, data, sanitize_name(name))
@@ -404,7 +396,7 @@ def _is_hidden(name: str) -> bool:
 def _walk(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path, str | None]], list[Problem]]:
     """(name, path, label) for every image file under ``paths``, in gather order, and the problems."""
     found: list[tuple[str, Path, str | None]] = []  # (name, path, label)
-    problems: list[Problem] = []
+    problems: list[Failure] = []
     for given in paths:
         given_str = os.fspath(given)
         path = Path(given_str)
@@ -419,11 +411,11 @@ def _walk(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path, str
                     found.append((os.path.join(root, f), Path(root, f), label))
         elif path.is_file():
             if _extension(path.name) not in ALLOWED_EXTENSIONS:
-                problems.append(Problem(given_str, f"{given_str}: {_extension_problem(path.name)}"))
+                problems.append(Failure(given_str, _extension_problem(path.name), "file"))
                 continue
             found.append((given_str, path, None))
         else:
-            problems.append(Problem(given_str, f"{given_str}: no such file or folder."))
+            problems.append(Failure(given_str, "no such file or folder.", "file"))
 
     return found, problems
 
@@ -462,12 +454,12 @@ def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 25
         try:
             size = path.stat().st_size
             if size > max_file_bytes:
-                batch.problems.append(Problem(name, f"{name}: {_mib(size)} is over the {_mib(max_file_bytes)} "
-                                                    "per-file limit; downscale it."))
+                batch.problems.append(Failure(name, f"{_mib(size)} is over the {_mib(max_file_bytes)} "
+                                                    "per-file limit; downscale it.", "file"))
                 continue
             data = path.read_bytes()
         except OSError as exc:
-            batch.problems.append(Problem(name, f"{name}: cannot be read ({exc.strerror or type(exc).__name__})."))
+            batch.problems.append(Failure(name, f"cannot be read ({exc.strerror or type(exc).__name__}).", "file"))
             continue
         digest = content_hash(data)
         if digest in seen_digests:

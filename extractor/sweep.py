@@ -14,14 +14,14 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .backbones import Backbone
-from .features import ExtractionResult, FeatureExtractor, Failure
+from .features import ExtractionResult, Failure, FeatureExtractor
 from .layers import feature_layers, representative_layers
 from .pooling import check_poolings
 from .scoring import Recommendation, recommend, score_configs

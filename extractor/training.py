@@ -27,13 +27,23 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from extractor.errors import LayerExplorerError
+from extractor.demo_cnn import (
+    DEMO_CHANNELS,
+    DEMO_HEAD_WEIGHTS_PATH,
+    DEMO_INFO_PATH,
+    DEMO_INPUT_SIZE,
+    DEMO_WEIGHTS_PATH,
+    build_demo_cnn,
+)
+from extractor.errors import LayerExplorerError, TrainingDataError
+from extractor.reduce import TooFewImagesError
 
 # Keras/TensorFlow are imported inside the functions: `import extractor` must stay cheap.
 
@@ -60,12 +70,6 @@ __all__ = [
     "train_from_folder",
 ]
 
-DEMO_INPUT_SIZE = (64, 64)
-DEMO_CHANNELS = (16, 32, 64, 128)
-_ASSETS = Path(__file__).parent / "assets"
-DEMO_WEIGHTS_PATH = _ASSETS / "demo_shapes.weights.h5"
-DEMO_HEAD_WEIGHTS_PATH = _ASSETS / "demo_shapes_head.weights.h5"
-DEMO_INFO_PATH = _ASSETS / "demo_shapes.json"
 
 # The shipped recipe, chosen by measurement on 2 shared CPU cores: 2 240 training images × 15 epochs
 # take ~90 s. Held-out accuracy only settles late in the cosine schedule (0.2-0.8 up to epoch 8,
@@ -80,16 +84,8 @@ _EVAL_SEED_OFFSET = 10_007
 Progress = Callable[[int, int, dict], None]
 
 
-class TrainingDataError(LayerExplorerError):
-    """The images or labels given for training cannot be used."""
-
-
 class TooFewClassesError(TrainingDataError):
     """Training needs at least two classes."""
-
-
-class TooFewImagesError(TrainingDataError):
-    """A class has too few (usable) images to train and hold some out."""
 
 
 class TrainingFolderError(TrainingDataError):
@@ -126,38 +122,6 @@ class TrainResult:
 
 # --------------------------------------------------------------------------------------------
 # architecture
-
-
-def build_demo_cnn(input_shape=(64, 64, 3), *, name: str = "demo_shapes", channels: Sequence[int] = DEMO_CHANNELS,
-                   dtype: str = "float32"):
-    """The demo feature extractor: ``rescale`` then VGG-like blocks of conv-BN-ReLU ×2 + max-pool.
-
-    Layer names are ``block{b}_conv{j}``, ``block{b}_bn{j}``, ``block{b}_relu{j}``, ``block{b}_pool``
-    for ``b`` in 1..len(channels); input is raw 0..255 RGB. ``input_shape=(None, None, 3)`` gives
-    a fully convolutional model that accepts any size ≥ 16 px. About 290 k float32 parameters
-    (1.2 MB) with the default channels. ``dtype`` is the layers' dtype policy, float32 unless
-    asked otherwise (``"mixed_bfloat16"`` computes in bfloat16 and keeps float32 weights).
-
-    Example:
-        >>> m = build_demo_cnn((None, None, 3))
-        >>> m.output_shape, m.get_layer("block2_pool").output.shape
-        ((None, None, None, 128), (None, None, None, 32))
-    """
-    import keras
-    from keras import layers
-
-    f32 = {"dtype": dtype}  # explicit: a mixed-precision global policy set elsewhere never leaks in
-    inputs = keras.Input(shape=tuple(input_shape), name="image", dtype="float32")
-    x = layers.Rescaling(1.0 / 255, name="rescale", **f32)(inputs)
-    for b, width in enumerate(channels, start=1):
-        for j in (1, 2):
-            # No conv bias: the BatchNormalization right after has its own shift.
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-                              name=f"block{b}_conv{j}", **f32)(x)
-            x = layers.BatchNormalization(name=f"block{b}_bn{j}", **f32)(x)
-            x = layers.ReLU(name=f"block{b}_relu{j}", **f32)(x)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool", **f32)(x)
-    return keras.Model(inputs, x, name=name)
 
 
 def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2):
@@ -215,7 +179,7 @@ def _check_counts(labels: Sequence[str], min_per_class: int = 2) -> tuple[str, .
         found = f"only {str(classes[0])!r}" if len(classes) else "none"
         raise TooFewClassesError(f"Training needs at least 2 classes; found {found}. "
                                  "Add a second class (one sub-folder per class).")
-    few = [f"{str(c)!r} ({int(n)})" for c, n in zip(classes, counts) if n < min_per_class]
+    few = [f"{str(c)!r} ({int(n)})" for c, n in zip(classes, counts, strict=False) if n < min_per_class]
     if few:
         raise TooFewImagesError(f"Each class needs at least {min_per_class} usable images (one to train on, one to "
                                 f"hold out); too few in: {', '.join(few)}. Add images to these classes.")
@@ -334,7 +298,7 @@ def block_knn_scores(backbone, images, labels: Sequence[str], *, k: int = 5, fol
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 
-    names = [l.name for l in backbone.layers if re.fullmatch(r"block\d+_pool", l.name)]
+    names = [lyr.name for lyr in backbone.layers if re.fullmatch(r"block\d+_pool", lyr.name)]
     pooled = [keras.layers.GlobalAveragePooling2D()(backbone.get_layer(n).output) for n in names]
     probe = keras.Model(backbone.input, pooled)
     x = np.asarray(images, dtype=np.float32)
@@ -506,8 +470,10 @@ def _read_folder(folder: Path, input_size: tuple[int, int]):
     from extractor.sources import gather_paths
 
     batch = gather_paths([folder])
-    skipped = [(_relative(p.name, folder), p.message.replace(p.name, _relative(p.name, folder)))
-               for p in batch.problems]
+    skipped = []
+    for p in batch.problems:
+        rel = _relative(p.name, folder)
+        skipped.append((rel, p.reason if p.kind == "batch" else f"{rel}: {p.reason}"))
     images, labels = [], []
     for src in batch.sources:
         rel = _relative(src.name, folder)

@@ -1,8 +1,8 @@
 """Embeddings: every image as a point, one 2-D map per layer × pooling, side by side.
 
 Layout only. Features come from one cached forward pass for every block layer and global
-pooling (ui.analysis.fetch_features → ui.cache.pooled_features); maps, scores and thumbnails
-from ui.analysis caches keyed by content. Display options (colour, point size, selection)
+pooling (ui.features.fetch_features → ui.cache.pooled_features); maps, scores and thumbnails
+from ui.features / ui.charts caches keyed by content. Display options (colour, point size, selection)
 never recompute features or maps; t-SNE and UMAP run only when their button is pressed.
 """
 
@@ -11,14 +11,11 @@ import streamlit as st
 from extractor import representative_layers, split_key
 from extractor.errors import LayerExplorerError
 from extractor.reduce import DegenerateFeaturesError, EmbeddingError, TooFewImagesError, umap_available
-from ui import analysis as an
-from ui import state
+from ui import charts, features, state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
 
-METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SHOWN_SELECTED = 48  # thumbnails shown per selection; the rest are counted
 SHOWN_UNDER_MAP = 24
 
@@ -35,21 +32,21 @@ st.markdown(
 def choose(blocks: list[str], backbone_name: str, has_labels: bool):
     layer_col, pool_col = st.columns([3, 2])
     layers = state.persistent(
-        layer_col.multiselect, "Layers (block outputs)", blocks, key=an.widget_key("emb_layers", backbone_name),
-        default=an.default_map_layers(blocks),
+        layer_col.multiselect, "Layers (block outputs)", blocks, key=features.widget_key("emb_layers", backbone_name),
+        default=features.default_map_layers(blocks),
         help="One layer per block of the network: the block's output. Listed input side first.")
     poolings = state.persistent(
-        pool_col.multiselect, "Poolings", list(an.POOLING_CHOICES), key="emb_poolings", default=list(an.DEFAULT_MAP_POOLINGS),
-        format_func=lambda p: an.POOLING_LABELS.get(p, p),
+        pool_col.multiselect, "Poolings", list(features.POOLING_CHOICES), key="emb_poolings", default=list(features.DEFAULT_MAP_POOLINGS),
+        format_func=lambda p: features.POOLING_LABELS.get(p, p),
         help="How a layer's H×W×C maps become one vector per image. flatten keeps every value: large and slow.")
     layers = [name for name in blocks if name in layers]  # depth order, whatever the click order
-    poolings = [p for p in an.POOLING_CHOICES if p in poolings]
+    poolings = [p for p in features.POOLING_CHOICES if p in poolings]
 
     methods = ["pca", "tsne"] + (["umap"] if umap_available() else [])
     m_col, p_col, b_col = st.columns([2, 2, 1], vertical_alignment="bottom")
     with m_col:
         method = state.persistent(
-            st.radio, "Map", methods, key="emb_method", default="pca", horizontal=True, format_func=METHOD_LABELS.get,
+            st.radio, "Map", methods, key="emb_method", default="pca", horizontal=True, format_func=features.METHOD_LABELS.get,
             help="PCA keeps the two directions of largest variance (axes mean something, distances are faithful "
                  "at large scale). t-SNE and UMAP keep each image's neighbours together (clusters show better; "
                  "distances between clusters mean little).")
@@ -60,15 +57,15 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
                 st.slider, "Perplexity", key="emb_perplexity", default=30, min_value=2, max_value=100, step=1,
                 help="Roughly how many neighbours each point pays attention to. It must stay below the number "
                      "of images; it is lowered automatically (with a note) when there are too few.")
-        params = an.method_params("tsne", perplexity=perplexity)
+        params = features.method_params("tsne", perplexity=perplexity)
     elif method == "umap":
         with p_col:
             n_neighbors = state.persistent(st.slider, "Neighbours", key="emb_umap_neighbors", default=15,
                                            min_value=2, max_value=100, step=1)
-        params = an.method_params("umap", n_neighbors=n_neighbors)
+        params = features.method_params("umap", n_neighbors=n_neighbors)
     if method != "pca":
         with b_col:
-            clicked = st.button(f"Compute {METHOD_NAMES[method]} maps", key="emb_compute", type="primary")
+            clicked = st.button(f"Compute {features.METHOD_NAMES[method]} maps", key="emb_compute", type="primary")
 
     with st.expander("Display options", expanded=False):
         d1, d2, d3 = st.columns(3)
@@ -89,15 +86,15 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
 
 def compute_slow_maps(keys, fetch, rid, method, params) -> None:
     """t-SNE / UMAP for every panel, behind the button, with a progress bar."""
-    computed = st.session_state.setdefault(an.COMPUTED_MAPS_KEY, set())
+    computed = st.session_state.setdefault(features.COMPUTED_MAPS_KEY, set())
     todo = [k for k in keys if k not in fetch.skipped]
-    name = METHOD_NAMES[method]
+    name = features.METHOD_NAMES[method]
     with st.status(f"Computing {len(todo)} {name} maps…", expanded=True) as status:
         bar = st.progress(0.0)
         for done, key in enumerate(todo, start=1):
             bar.progress((done - 1) / len(todo), text=f"{name} of {state.escape_markdown(key)} ({done} of {len(todo)})")
             try:
-                an.embedding(rid, key, method, params, fetch.features.features[key])
+                features.embedding(rid, key, method, params, fetch.features.features[key])
             except EmbeddingError:
                 pass  # the panel shows why
             computed.add((rid, key, method, params))
@@ -115,13 +112,13 @@ def panel(key, fetch, ctx):
         st.warning(fetch.skipped[key], icon=":material/memory:")
         return None
     method, params = ctx["method"], ctx["params"]
-    if method != "pca" and (ctx["rid"], key, method, params) not in st.session_state.get(an.COMPUTED_MAPS_KEY, set()):
-        st.info(f"Not computed yet for these settings: press **Compute {METHOD_NAMES[method]} maps** above.",
+    if method != "pca" and (ctx["rid"], key, method, params) not in st.session_state.get(features.COMPUTED_MAPS_KEY, set()):
+        st.info(f"Not computed yet for these settings: press **Compute {features.METHOD_NAMES[method]} maps** above.",
                 icon=":material/hourglass_empty:")
         return None
     X = feats.features[key]
     try:
-        emb = an.embedding(ctx["rid"], key, method, params, X)
+        emb = features.embedding(ctx["rid"], key, method, params, X)
     except TooFewImagesError as exc:
         st.warning(state.user_message(exc), icon=":material/filter_none:")
         return None
@@ -131,23 +128,23 @@ def panel(key, fetch, ctx):
     except EmbeddingError as exc:
         st.warning(state.user_message(exc), icon=":material/warning:")
         return None
-    frame = an.map_frame(emb.coords, feats.names, feats.labels, ctx["urls"])
-    chart = an.scatter_chart(frame, method=method, color_by=ctx["color_by"], classes=ctx["classes"],
+    frame = charts.map_frame(emb.coords, feats.names, feats.labels, ctx["urls"])
+    chart = charts.scatter_chart(frame, method=method, color_by=ctx["color_by"], classes=ctx["classes"],
                              point_size=ctx["point_size"], select=ctx["select"], explained=emb.explained_variance)
     param = "box" if ctx["select"] == "box" else "pick"
-    event = st.altair_chart(chart, key=an.widget_key("emb_chart", ctx["rid"][:10], method, ctx["select"], key),
+    event = st.altair_chart(chart, key=features.widget_key("emb_chart", ctx["rid"][:10], method, ctx["select"], key),
                             on_select="rerun", selection_mode=[param], width="stretch")
     lines = []
     if emb.explained_variance:
-        lines.append(an.variance_text(emb) + ".")
+        lines.append(charts.variance_text(emb) + ".")
     if ctx["has_labels"]:
-        sil = an.feature_silhouette(ctx["rid"], ctx["lid"], key, X, feats.labels)
+        sil = features.feature_silhouette(ctx["rid"], ctx["lid"], key, X, feats.labels)
         if sil is not None:
             lines.append(f"Silhouette {sil:.2f} (cosine, in all {X.shape[1]:,} dimensions; 1 = classes apart).")
     lines.extend(emb.notes)
     if lines:
         st.caption(" ".join(lines))
-    rows = an.selected_indices(frame, event)
+    rows = charts.selected_indices(frame, event)
     if rows:  # right under the map; names and the full list are in "Selected images" below the grid
         shown = rows[:SHOWN_UNDER_MAP]
         st.image([ctx["thumbs"][i] for i in shown], width=40, output_format="PNG",
@@ -168,7 +165,7 @@ def selected_images(selections, feats, thumbs) -> None:
         st.markdown(f"**{len(rows)}** selected in {state.escape_markdown(key)}")
         shown = rows[:SHOWN_SELECTED]
         st.image([thumbs[i] for i in shown], width=96, output_format="PNG",
-                 caption=[state.escape_markdown(an.short_name(feats.names[i])) for i in shown],
+                 caption=[state.escape_markdown(charts.short_name(feats.names[i])) for i in shown],
                  alt=[f"Selected: {feats.names[i]}" for i in shown])
         if len(rows) > len(shown):
             st.caption(f"… and {len(rows) - len(shown)} more.")
@@ -184,7 +181,7 @@ def agreement(keys, fetch, rid) -> None:
     k = state.persistent(st.slider, "Neighbours per image (k)", key="emb_overlap_k", default=10, min_value=1,
                          max_value=30, help="Lowered automatically to the number of other images when there are fewer.")
     try:
-        matrix = an.overlap_table(rid, tuple(usable), int(k), fetch.features.features)
+        matrix = features.overlap_table(rid, tuple(usable), int(k), fetch.features.features)
     except LayerExplorerError as exc:
         st.info(state.user_message(exc), icon=":material/info:")
         return
@@ -195,7 +192,7 @@ def agreement(keys, fetch, rid) -> None:
         "feature space) that both configurations keep. 100% means the same neighbourhoods; two unrelated "
         f"feature spaces would share about {chance:.0%} here."
     )
-    st.altair_chart(an.overlap_chart(matrix), width="content")
+    st.altair_chart(charts.overlap_chart(matrix), width="content")
 
 
 def neighbours(keys, fetch, images, thumbs) -> None:
@@ -218,13 +215,13 @@ def neighbours(keys, fetch, images, thumbs) -> None:
         k = state.persistent(st.slider, "How many", key="emb_nn_k", default=6, min_value=1, max_value=12)
     index = first[digest]
     try:
-        found = an.neighbour_table(feats.features[key], index, int(k))
+        found = features.neighbour_table(feats.features[key], index, int(k))
     except LayerExplorerError as exc:
         st.info(state.user_message(exc), icon=":material/info:")
         return
     pics = [thumbs[index]] + [thumbs[j] for j, _ in found]
-    captions = [f"query · {state.escape_markdown(an.short_name(feats.names[index]))}"]
-    captions += [f"cos {sim:.3f} · {state.escape_markdown(an.short_name(feats.names[j]))}" for j, sim in found]
+    captions = [f"query · {state.escape_markdown(charts.short_name(feats.names[index]))}"]
+    captions += [f"cos {sim:.3f} · {state.escape_markdown(charts.short_name(feats.names[j]))}" for j, sim in found]
     st.image(pics, width=112, caption=captions, output_format="PNG",
              alt=[f"Query: {feats.names[index]}"] + [f"Neighbour: {feats.names[j]}" for j, _ in found])
     st.caption(f"The {len(found)} images most similar to the query under {state.escape_markdown(key)} "
@@ -241,21 +238,20 @@ with state.page_guard("drawing the embedding maps"):
     if not layers or not poolings:
         st.info("Choose at least one layer and one pooling.", icon=":material/touch_app:")
         st.stop()
-    keys, dropped = an.panel_keys(layers, poolings)
+    plan = features.plan_maps(layers, poolings)
+    keys, dropped, shown_layers, shown_poolings = plan.keys, plan.dropped, plan.layers, plan.poolings
     if dropped:
         st.info(f"{len(keys) + dropped} layer × pooling combinations chosen; showing the first {len(keys)} "
-                f"(at most {an.PANEL_LIMIT} maps at once). Remove a layer or pooling to see the others.",
+                f"(at most {features.PANEL_LIMIT} maps at once). Remove a layer or pooling to see the others.",
                 icon=":material/grid_on:")
-    shown_layers = list(dict.fromkeys(split_key(k)[0] for k in keys))
-    shown_poolings = list(dict.fromkeys(split_key(k)[1] for k in keys))
-    fetch = an.fetch_features(table, blocks, shown_layers, shown_poolings, images=images, config=config)
+    fetch = features.fetch_features(table, blocks, shown_layers, shown_poolings, images=images, config=config)
     feats = fetch.features
     if feats.failures:
-        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f"{n}: {why}" for n, why in feats.failures),
+        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
                    icon=":material/warning:")
-    rid = an.rows_id(config, feats.digests)
+    rid = features.rows_id(config, feats.digests)
     thumbs = [images.thumbnails[i] for i in feats.indices]
-    urls, _ = an.tooltip_thumbnails(images.digests, images.thumbnails, feats.indices, len(keys))
+    urls, _ = charts.tooltip_thumbnails(images.digests, images.thumbnails, feats.indices, len(keys))
     if urls is None:
         st.caption("Tooltips show file names only: thumbnails for this many images × maps would make the page heavy. "
                    "Fewer maps at once bring them back.")
@@ -264,19 +260,19 @@ with state.page_guard("drawing the embedding maps"):
         compute_slow_maps(keys, fetch, rid, method, params)
 
     ctx = {
-        "rid": rid, "lid": an.labels_id(feats.labels), "method": method, "params": params, "urls": urls,
+        "rid": rid, "lid": features.labels_id(feats.labels), "method": method, "params": params, "urls": urls,
         "color_by": color_by, "classes": images.classes, "point_size": point_size, "select": select,
         "has_labels": feats.has_labels, "thumbs": thumbs,
     }
     st.caption(f"{state.plural(len(feats.names), 'image')} through {state.escape_markdown(backbone.name)}; "
-               f"{METHOD_NAMES[method]} of each layer × pooling. Hover a point for its image.")
+               f"{features.METHOD_NAMES[method]} of each layer × pooling. Hover a point for its image.")
     if color_by == "label" and feats.has_labels:
-        st.altair_chart(an.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
+        st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
                         width="stretch")
-    ncols = an.grid_columns(len(shown_layers), len(shown_poolings))
+    ncols = features.grid_columns(len(shown_layers), len(shown_poolings))
     selections = []
     for start in range(0, len(keys), ncols):
-        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium")):
+        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
             with col:
                 out = panel(key, fetch, ctx)
             if out is not None:

@@ -1,22 +1,20 @@
 """Export: the chosen layers × poolings as files, the 2-D maps, a Projector bundle, and the code.
 
 Layout only. Features come from the same cached pass as the other pages
-(ui.analysis.fetch_features); the files are built by extractor.export through ui.analysis
+(ui.features.fetch_features); the files are built by extractor.export through ui.exports
 caches, so a rerun never rebuilds them. Download buttons use ``on_click="ignore"``: clicking
-one downloads without rerunning the page. File names are fixed strings (ui.analysis.FILE_NAMES).
+one downloads without rerunning the page. File names are fixed strings (ui.exports.FILE_NAMES).
 """
 
 import streamlit as st
 
 from extractor import representative_layers
 from extractor.errors import LayerExplorerError
-from ui import analysis as an
-from ui import state
+from ui import exports, features, state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
 
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 st.title("Export")
 st.markdown(
@@ -29,15 +27,12 @@ st.markdown(
 
 def choose(table, blocks, images, config):
     all_layers = [info.name for info in table]
-    layers_key = an.widget_key("ex_layers", config.name)
-    choice = st.session_state.pop(an.EXPORT_CHOICE_KEY, None)
-    result = st.session_state.get(an.SWEEP_RESULT_KEY)
-    if result is not None and result.rows != an.rows_id(config, images.digests):
-        result = None  # a sweep of other images or another network says nothing about these
-    layers0, poolings0, source = an.export_defaults(choice, result, blocks, all_layers)
-    if choice:  # "Use this in Export" on the Layer-selection page: that choice replaces the last one here
-        an.remember(layers_key, layers0)
-        an.remember("ex_poolings", poolings0)
+    layers_key = features.widget_key("ex_layers", config.name)
+    start = exports.export_start(config, images, blocks, all_layers)
+    layers0, poolings0, source, result = start.layers, start.poolings, start.source, start.sweep
+    if start.handed_over:  # "Use this in Export" on the Layer-selection page: that choice replaces the last one here
+        state.remember(layers_key, layers0)
+        state.remember("ex_poolings", poolings0)
         st.toast(f"Export set to {state.escape_markdown(', '.join(layers0))} with {', '.join(poolings0)} pooling.",
                  icon=":material/check:")
     c1, c2 = st.columns([3, 2])
@@ -46,8 +41,8 @@ def choose(table, blocks, images, config):
                              help="Any layer with feature maps, input side first; block outputs are what the other "
                                   "pages compare.")
     with c2:
-        poolings = state.persistent(st.multiselect, "Poolings", list(an.POOLING_CHOICES), key="ex_poolings", default=poolings0,
-                               format_func=lambda p: an.POOLING_LABELS.get(p, p))
+        poolings = state.persistent(st.multiselect, "Poolings", list(features.POOLING_CHOICES), key="ex_poolings", default=poolings0,
+                               format_func=lambda p: features.POOLING_LABELS.get(p, p))
     if result is not None and result.recommendation is not None:
         rec = result.recommendation
         st.caption(f"Recommended by this session's sweep: {state.escape_markdown(rec.layer)} with {rec.pooling} "
@@ -56,11 +51,11 @@ def choose(table, blocks, images, config):
         st.caption("Starting from the last block with average pooling. Run the sweep on the Layer-selection page "
                    "for a recommendation.")
     order = {name: i for i, name in enumerate(all_layers)}
-    return sorted(layers, key=order.get), [p for p in an.POOLING_CHOICES if p in poolings]
+    return sorted(layers, key=order.get), [p for p in features.POOLING_CHOICES if p in poolings]
 
 
 def download(label, data, kind, mime, help_text, key):
-    st.download_button(label, data=data, file_name=an.FILE_NAMES[kind], mime=mime, on_click="ignore", key=key,
+    st.download_button(label, data=data, file_name=exports.FILE_NAMES[kind], mime=mime, on_click="ignore", key=key,
                        icon=":material/download:", help=help_text, width="stretch")
 
 
@@ -68,16 +63,16 @@ def feature_files(eid, selected, names, labels) -> None:
     st.subheader("Feature vectors")
     c1, c2, c3 = st.columns(3)
     with c1:
-        download("Features (.npz)", an.npz_bytes(eid, selected, names, labels), "npz", "application/octet-stream",
+        download("Features (.npz)", exports.npz_bytes(eid, selected, names, labels), "npz", "application/octet-stream",
                  "np.load(...) gives 'paths', 'labels' and one (images, dims) float32 array per layer/pooling; "
                  "no pickle needed.", "ex_dl_npz")
     with c2:
-        download("Features (.parquet)", an.parquet_bytes(eid, selected, names, labels), "parquet",
+        download("Features (.parquet)", exports.parquet_bytes(eid, selected, names, labels), "parquet",
                  "application/vnd.apache.parquet",
                  "One row per image: path, label, and one list-of-float32 column per layer/pooling "
                  "(pandas.read_parquet).", "ex_dl_parquet")
     with c3:
-        data, why = an.csv_bytes_or_message(eid, selected, names, labels)
+        data, why = exports.csv_bytes_or_message(eid, selected, names, labels)
         if data is not None:
             download("Features (.csv)", data, "csv", "text/csv",
                      "Wide table for spreadsheets: path, label, then one column per dimension.", "ex_dl_csv")
@@ -89,21 +84,21 @@ def feature_files(eid, selected, names, labels) -> None:
 def map_files(rid, keys, selected, names, labels) -> None:
     st.subheader("2-D maps")
     coords, listed, problems = {}, [], []
-    computed = st.session_state.get(an.COMPUTED_MAPS_KEY, set())
+    computed = st.session_state.get(features.COMPUTED_MAPS_KEY, set())
     for key in keys:
         runs = [("pca", ())] + sorted({(m, p) for (r, k, m, p) in computed if r == rid and k == key})
         for method, params in runs:
             try:
-                emb = an.embedding(rid, key, method, params, selected[key])
+                emb = features.embedding(rid, key, method, params, selected[key])
             except LayerExplorerError as exc:
                 problems.append(f"{key}: {state.user_message(exc)}")
                 break
             tag = "".join(f" {name}={value:g}" for name, value in params)
             coords[f"{key} {method}{tag}"] = emb.coords
-            listed.append(f"{key}: {METHOD_NAMES.get(method, method)}{tag}")
+            listed.append(f"{key}: {features.METHOD_NAMES.get(method, method)}{tag}")
     if coords:
-        eid = an.digest_of("coords", an.export_id(rid, keys, names, labels), tuple(sorted(coords)))
-        download("2-D coordinates (.csv)", an.coords_csv_bytes(eid, coords, names, labels), "coords", "text/csv",
+        eid = features.digest_of("coords", exports.export_id(rid, keys, names, labels), tuple(sorted(coords)))
+        download("2-D coordinates (.csv)", exports.coords_csv_bytes(eid, coords, names, labels), "coords", "text/csv",
                  "path, label, then an x and a y column per map.", "ex_dl_coords")
         st.caption("Included: " + "; ".join(state.escape_markdown(line) for line in listed) + ". t-SNE and UMAP maps "
                    "appear here once computed on the Embeddings page for these images.")
@@ -116,9 +111,9 @@ def projector(rid, keys, selected, names, labels, thumbs) -> None:
     key = keys[0]
     if len(keys) > 1:
         key = state.persistent(st.selectbox, "Vectors to explore", keys, key="ex_projector", default=keys[0])
-    eid = an.digest_of("projector", an.export_id(rid, [key], names, labels))
+    eid = features.digest_of("projector", exports.export_id(rid, [key], names, labels))
     try:
-        blob = an.projector_bytes(eid, selected[key], names, labels, thumbs)
+        blob = exports.projector_bytes(eid, selected[key], names, labels, thumbs)
     except LayerExplorerError as exc:
         st.info(state.user_message(exc), icon=":material/info:")
         return
@@ -131,7 +126,7 @@ def projector(rid, keys, selected, names, labels, thumbs) -> None:
 
 def reproduce(config, layers, poolings) -> None:
     st.subheader("Reproduce it")
-    blob, script = an.reproduce_files(config, layers, poolings)
+    blob, script = exports.reproduce_files(config, layers, poolings)
     c1, c2 = st.columns(2)
     with c1:
         download("Settings (config.json)", blob, "config", "application/json",
@@ -139,8 +134,8 @@ def reproduce(config, layers, poolings) -> None:
     with c2:
         download("Script (extract_features.py)", script, "script", "text/x-python",
                  "Runs the same extraction on any images or folders and writes features.npz.", "ex_dl_script")
-    st.markdown(f"`python {an.FILE_NAMES['script']} my_images/` writes features.npz with the same vectors (needs "
-                "this project's `extractor` package on the Python path).")
+    st.markdown(f"`python {exports.FILE_NAMES['script']} my_images/` writes features.npz with the same vectors (needs "
+                "Layer Explorer installed: `pip install .`; a model or weights file goes beside the script).")
     st.code(script, language="python", line_numbers=False)
 
 
@@ -153,7 +148,7 @@ with state.page_guard("preparing the downloads"):
     if not layers or not poolings:
         st.info("Choose at least one layer and one pooling.", icon=":material/touch_app:")
         st.stop()
-    fetch = an.fetch_features(table, blocks, layers, poolings, images=images, config=config)
+    fetch = features.fetch_features(table, blocks, layers, poolings, images=images, config=config)
     feats = fetch.features
     if fetch.skipped:
         st.warning("Left out of the export:\n\n" + state.bullet_list(
@@ -162,19 +157,12 @@ with state.page_guard("preparing the downloads"):
         st.stop()
     if feats.failures:
         st.warning(f"Images left out ({len(feats.failures)}):\n\n"
-                   + state.bullet_list(f"{n}: {why}" for n, why in feats.failures), icon=":material/warning:")
-    keys = fetch.keys
-    selected = {key: feats.features[key] for key in keys}
-    names = list(feats.names)
-    labels = list(feats.labels) if feats.has_labels else None
-    rid = an.rows_id(config, feats.digests)
-    eid = an.export_id(rid, keys, names, labels)
-    dims = sum(selected[key].shape[1] for key in keys)
-    st.markdown(f"**{state.plural(len(names), 'image')}** × **{state.plural(len(keys), 'configuration')}** "
-                f"({', '.join(f'{state.escape_markdown(k)}: {selected[k].shape[1]:,}' for k in keys)} dims) "
-                f"= {dims:,} numbers per image, {an.size_text(len(names) * dims * 4)} as float32.")
-    thumbs = [images.thumbnails[i] for i in feats.indices]
-    feature_files(eid, selected, names, labels)
-    map_files(rid, keys, selected, names, labels)
-    projector(rid, keys, selected, names, labels, thumbs)
+                   + state.bullet_list(f.message for f in feats.failures), icon=":material/warning:")
+    ex = exports.export_set(fetch, images, config)
+    st.markdown(f"**{state.plural(len(ex.names), 'image')}** × **{state.plural(len(ex.keys), 'configuration')}** "
+                f"({', '.join(f'{state.escape_markdown(k)}: {ex.selected[k].shape[1]:,}' for k in ex.keys)} dims) "
+                f"= {ex.dims:,} numbers per image, {exports.size_text(ex.float32_bytes)} as float32.")
+    feature_files(ex.eid, ex.selected, ex.names, ex.labels)
+    map_files(ex.rows, ex.keys, ex.selected, ex.names, ex.labels)
+    projector(ex.rows, ex.keys, ex.selected, ex.names, ex.labels, ex.thumbnails)
     reproduce(config, layers, poolings)

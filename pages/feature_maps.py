@@ -214,8 +214,7 @@ with state.page_guard("showing the feature maps"):
     wanted = {info.name for info in in_block} | {info.name for info in hierarchy}
     needed = tuple(info.name for info in layers if info.name in wanted)  # depth order: a stable cache key
     with st.spinner(f"Running {backbone.name} on the image…"):
-        raw = cache.raw_maps(config.name, config.weights, config.input_size, config.precision, config.resize,
-                             needed, images.digests[index], images.items[index])
+        raw = cache.raw_maps(config, needed, images.digests[index], images.items[index])
     fmap = raw.maps[layer.name]
     order = fm.channel_order(fmap)
 

@@ -1,19 +1,16 @@
 """Layer selection: score every block layer × pooling on the user's labelled images, and recommend one.
 
-Layout only. One cached forward pass gives every layer and pooling (ui.analysis.fetch_features);
+Layout only. One cached forward pass gives every layer and pooling (ui.features.fetch_features);
 extractor.scoring scores them (cross-validated k-NN and linear-probe accuracy, silhouette,
 effective rank); extractor.sweep.layer_costs times each layer (cached per backbone). The sweep
 runs behind a button and its result is kept in the session, so it survives reruns and pages.
 """
 
-import time
-
 import streamlit as st
 
 from extractor import representative_layers
-from extractor.scoring import label_problem, recommend
-from ui import analysis as an
-from ui import state
+from extractor.scoring import label_problem
+from ui import charts, features, state, sweeps
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -38,9 +35,9 @@ NO_LABELS_HELP = (
 
 def settings(blocks, table):
     poolings = state.persistent(
-        st.multiselect, "Poolings to compare", list(an.POOLING_CHOICES), key="ls_poolings", default=list(an.DEFAULT_SWEEP_POOLINGS),
-        format_func=lambda p: an.POOLING_LABELS.get(p, p))
-    poolings = [p for p in an.POOLING_CHOICES if p in poolings]
+        st.multiselect, "Poolings to compare", list(features.POOLING_CHOICES), key="ls_poolings", default=list(features.DEFAULT_SWEEP_POOLINGS),
+        format_func=lambda p: features.POOLING_LABELS.get(p, p))
+    poolings = [p for p in features.POOLING_CHOICES if p in poolings]
     if "flatten" in poolings:
         by_name = {info.name: info for info in table}
         sizes = ", ".join(f"{state.escape_markdown(name)}: {by_name[name].shape[0] * by_name[name].shape[1] * by_name[name].shape[2]:,}"
@@ -58,84 +55,73 @@ def settings(blocks, table):
     return poolings, int(k), int(folds)
 
 
-def run_sweep(blocks, poolings, k, folds, images, backbone, table, config, signature) -> None:
-    started = time.perf_counter()
+def run(blocks, poolings, k, folds, images, backbone, table, config) -> None:
     with st.status(f"Sweeping {len(blocks)} layers × {len(poolings)} poolings on {len(images)} images…",
                    expanded=True) as status:
-        st.write(f"Extracting features: one pass per batch for all {len(blocks) * len(poolings)} configurations…")
-        fetch = an.fetch_features(table, blocks, blocks, poolings, images=images, config=config)
-        feats = fetch.features
-        if not fetch.keys:
-            status.update(label="Nothing could be extracted", state="error")
-            st.error("No configuration could be extracted:\n\n" + state.bullet_list(sorted(set(fetch.skipped.values()))))
-            return
-        st.write("Timing each layer on a small probe batch…")
-        costs = an.layer_costs_cached(config.name, config.weights, tuple(config.input_size), tuple(blocks), backbone)
-        st.write("Scoring every configuration (cross-validated)…")
-        bar = st.progress(0.0)
+        bar = None
+
+        def step(text):
+            nonlocal bar
+            st.write(text)
+            if text.startswith("Scoring"):
+                bar = st.progress(0.0)
 
         def progress(done, total, key):
             bar.progress(done / total, text=f"Scored {done} of {total}: {state.escape_markdown(key)}")
 
-        depths = {info.name: info.depth for info in table}
-        scores = an.score_sweep({key: feats.features[key] for key in fetch.keys}, feats.labels, depths=depths,
-                                costs_ms=costs, k=k, folds=folds, progress=progress)
-        result = an.SweepResult(
-            signature=signature, table=scores, recommendation=recommend(scores),
-            label_problem=scores.attrs.get("label_problem"), n_images=len(feats.names),
-            seconds=time.perf_counter() - started, layers=list(blocks), poolings=list(poolings),
-            skipped=dict(fetch.skipped), failures=list(feats.failures), rows=an.rows_id(config, images.digests))
-        st.session_state[an.SWEEP_RESULT_KEY] = result
-        status.update(label=f"Sweep done: {len(scores)} configurations in {result.seconds:.1f} s", state="complete",
-                      expanded=False)
+        try:
+            result = sweeps.run_sweep(table, blocks, poolings, k=k, folds=folds, images=images, config=config,
+                                      backbone=backbone, step=step, progress=progress)
+        except sweeps.NothingToScoreError as exc:
+            status.update(label="Nothing could be extracted", state="error")
+            st.error("No configuration could be extracted:\n\n" + state.bullet_list(exc.reasons))
+            return
+        status.update(label=f"Sweep done: {len(result.table)} configurations in {result.seconds:.1f} s",
+                      state="complete", expanded=False)
 
 
-def use_in_export(layer: str, pooling: str) -> None:
-    st.session_state[an.EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling]}
-
-
-def show(result: an.SweepResult) -> None:
+def show(result: sweeps.SweepResult) -> None:
     esc = state.escape_markdown
     table = result.table
     rec = result.recommendation
     if result.failures:
-        st.warning(f"Left out ({len(result.failures)}):\n\n" + state.bullet_list(f"{n}: {w}" for n, w in result.failures),
+        st.warning(f"Left out ({len(result.failures)}):\n\n" + state.bullet_list(f.message for f in result.failures),
                    icon=":material/warning:")
     if result.skipped:
         st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")
     if rec is not None:
-        st.success(an.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
+        st.success(charts.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
         b1, b2, _ = st.columns([2, 2, 3])
         with b1:
             if st.button(f"Use {esc(rec.layer)} / {rec.pooling} in Export", key="ls_use_best", type="primary",
-                         on_click=use_in_export, args=(rec.layer, rec.pooling)):
+                         on_click=sweeps.use_in_export, args=(rec.layer, rec.pooling)):
                 st.switch_page("pages/export.py")
         cheaper = (rec.cheapest_layer, rec.cheapest_pooling) != (rec.layer, rec.pooling)
         if cheaper:
             with b2:
                 if st.button(f"Use the cheaper {esc(rec.cheapest_layer)} / {rec.cheapest_pooling}", key="ls_use_cheap",
-                             on_click=use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
+                             on_click=sweeps.use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
                     st.switch_page("pages/export.py")
     else:
         why = result.label_problem or "the images have no labels"
         st.info(f"No accuracy scores: {state.escape_markdown(why)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
 
-    options = an.metric_options(table)
+    options = charts.metric_options(table)
     metric = state.persistent(st.radio, "Show", options, key="ls_metric", default=options[0], horizontal=True,
-                              format_func=lambda m: an.METRICS[m][0])
+                              format_func=lambda m: charts.METRICS[m][0])
     best = (rec.layer, rec.pooling) if rec is not None else None
     # Side by side for a few layers; stacked when there are many, so the curve's labels fit.
     many = table["layer"].nunique() > 8
     left, right = (st.container(), st.container()) if many else st.columns([1, 1], gap="large")
     with left:
-        st.markdown(f"**{an.METRICS[metric][0]}** per layer × pooling" + (" (outlined: recommended)" if best else ""))
-        st.altair_chart(an.metric_heatmap(table, metric, best=best), width="content")
+        st.markdown(f"**{charts.METRICS[metric][0]}** per layer × pooling" + (" (outlined: recommended)" if best else ""))
+        st.altair_chart(charts.metric_heatmap(table, metric, best=best), width="content")
     with right:
-        st.markdown(f"**{an.METRICS[metric][0]}** over depth")
-        st.altair_chart(an.depth_curve(table, metric), width="stretch")
+        st.markdown(f"**{charts.METRICS[metric][0]}** over depth")
+        st.altair_chart(charts.depth_curve(table, metric), width="stretch")
     st.subheader("All scores")
     st.dataframe(
-        an.display_table(table),
+        charts.display_table(table),
         hide_index=True,
         column_config={
             "layer": st.column_config.TextColumn("Layer"),
@@ -172,13 +158,13 @@ with state.page_guard("running the layer sweep"):
     if not poolings:
         st.info("Choose at least one pooling.", icon=":material/touch_app:")
         st.stop()
-    rows = an.rows_id(config, images.digests)
-    signature = an.sweep_signature(rows, an.labels_id(images.labels), poolings, k, folds)
+    rows = features.rows_id(config, images.digests)
+    signature = sweeps.sweep_signature(rows, features.labels_id(images.labels), poolings, k, folds)
     clicked = st.button(f"Run sweep ({len(blocks)} layers × {len(poolings)} poolings)", key="ls_run", type="primary",
                         icon=":material/play_arrow:")
     if clicked:
-        run_sweep(blocks, poolings, k, folds, images, backbone, table, config, signature)
-    result = st.session_state.get(an.SWEEP_RESULT_KEY)
+        run(blocks, poolings, k, folds, images, backbone, table, config)
+    result = sweeps.stored_result()
     if result is not None and result.signature == signature:
         show(result)
     elif result is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_support import APP, assert_clean, open_app, png, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app_support import APP, assert_clean, open_app, png, texts
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 
@@ -201,11 +201,12 @@ def test_pooled_features_api_matches_the_extractor_and_is_cached(forward_counter
     def script():
         import streamlit as st
 
-        from ui import cache
+        from ui import cache, state
 
-        feats = cache.pooled_features(["block2_pool", "block4_pool"], ["avg", "gem"])
+        images, config = state.current_images(), state.current_config()
+        feats = cache.pooled_features(["block2_pool", "block4_pool"], ["avg", "gem"], images=images, config=config)
         st.session_state["result"] = feats
-        again = cache.pooled_features(["block2_pool", "block4_pool"], ["avg", "gem"])
+        again = cache.pooled_features(["block2_pool", "block4_pool"], ["avg", "gem"], images=images, config=config)
         st.session_state["same"] = all((again.features[k] == v).all() for k, v in feats.features.items())
 
     at = AppTest.from_function(script, default_timeout=180)

@@ -12,11 +12,11 @@ import io
 
 import numpy as np
 import pytest
+from app_support import assert_clean, open_app, png, texts
 from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from app_support import assert_clean, open_app, png, texts
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
 from extractor.export import read_features
@@ -97,16 +97,16 @@ def test_embeddings_default_matches_the_core():
 
 
 def test_display_options_and_switching_poolings_never_rerun_the_network(forward_counter, monkeypatch):
-    import ui.analysis as an
+    import ui.features as features
 
     embeds = {"n": 0}
-    original = an.embed
+    original = features.embed
 
     def counting(X, method="pca", **kw):
         embeds["n"] += 1
         return original(X, method, **kw)
 
-    monkeypatch.setattr(an, "embed", counting)
+    monkeypatch.setattr(features, "embed", counting)
     at = open_app(EMB)
     passes, maps = forward_counter["n"], embeds["n"]
     at.slider(key="emb_point_size").set_value(150)

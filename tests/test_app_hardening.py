@@ -15,12 +15,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from app_support import open_app
 from streamlit.testing.v1 import AppTest
 
-from app_support import open_app
 from extractor import FeatureExtractor, load_backbone
 from extractor.demo import load_demo_set
-
 
 
 def _texts(elements) -> str:
@@ -149,17 +148,20 @@ def test_concurrent_sessions_get_the_single_session_result():
         fx = FeatureExtractor(backbone, [layer], ["avg", "max"])
         expected[layer] = fx.extract(images).features
 
+    from ui.cache import array_digest
+
     sessions = []
-    for layer in layers:
+    for i, layer in enumerate(layers):  # each session its own layer and its own image
         at = open_app()
-        sessions.append((layer, at))
+        sessions.append((layer, 2 * i + 1, at))
     errors: list[BaseException] = []
 
-    def drive(layer: str, at: AppTest):
+    def drive(layer: str, index: int, at: AppTest):
         try:
             block = layer.split("_")[0]
             at.selectbox(key="fm_block").set_value(block).run()
-            at.selectbox(key="fm_layer").set_value(layer).run()
+            at.selectbox(key="fm_layer").set_value(layer)
+            at.selectbox(key="fm_image").set_value(array_digest(images[index])).run()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -168,11 +170,16 @@ def test_concurrent_sessions_get_the_single_session_result():
         t.start()
     for t in threads:
         t.join(timeout=600)
+    assert not [t.name for t in threads if t.is_alive()], "a session was still running after 600 s"
     assert not errors, errors
-    for layer, at in sessions:
+    for layer, index, at in sessions:
         assert not at.exception, [e.value for e in at.exception]
-        table = at.dataframe[0].value
-        assert len(table) == expected[layer][f"{layer}/avg"].shape[1]
+        table = at.dataframe[0].value.sort_values("channel")
+        avg, mx = expected[layer][f"{layer}/avg"][index], expected[layer][f"{layer}/max"][index]
+        assert len(table) == len(avg)
+        # The page's per-channel mean and max are this image's avg and max pooling at this layer.
+        np.testing.assert_allclose(table["mean"].to_numpy(), avg, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(table["max"].to_numpy(), mx, rtol=1e-4, atol=1e-5)
 
     # The pooled-features cache under concurrent use: identical to the single-session run.
     from concurrent.futures import ThreadPoolExecutor

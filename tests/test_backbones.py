@@ -53,12 +53,12 @@ def test_every_backbone_builds_with_random_weights_and_lists_layers(name):
     assert backbone.weights.kind == "random" and "random" in backbone.weights.description
     table = feature_layers(backbone.model)
     assert len(table) > 10
-    assert [l.depth for l in table] == list(range(len(table)))
+    assert [lyr.depth for lyr in table] == list(range(len(table)))
     for info in table:
         assert len(info.shape) == 3 and all(isinstance(d, int) for d in info.shape)
         assert info.kind and info.block
         assert info.stride >= 1
-    strides = [l.stride for l in representative_layers(table, "stride")]
+    strides = [lyr.stride for lyr in representative_layers(table, "stride")]
     assert strides == sorted(strides) and len(strides) >= 3
     assert table[-1].stride >= 16
 
@@ -66,7 +66,7 @@ def test_every_backbone_builds_with_random_weights_and_lists_layers(name):
 def test_random_weights_are_reproducible():
     a = load_backbone("mobilenetv2", weights="none", input_size=(32, 32)).model.get_weights()
     b = load_backbone("mobilenetv2", weights="none", input_size=(32, 32)).model.get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=False))
 
 
 def test_missing_imagenet_weights_fail_fast_without_any_download(monkeypatch):
@@ -109,7 +109,7 @@ def test_cached_imagenet_file_is_used_offline(keras_home, monkeypatch):
     try:
         backbone = load_backbone("vgg16", weights="imagenet", input_size=(32, 32))
         assert backbone.weights.kind == "imagenet" and path.name in backbone.weights.description
-        for got, want in zip(backbone.model.get_weights(), donor.get_weights()):
+        for got, want in zip(backbone.model.get_weights(), donor.get_weights(), strict=False):
             np.testing.assert_array_equal(got, want)
     finally:
         path.unlink()
@@ -122,7 +122,7 @@ def test_local_weights_file(tmp_path):
     donor.save_weights(path)
     backbone = load_backbone("mobilenetv2", weights=str(path), input_size=(32, 32))
     assert backbone.weights.kind == "file" and "mine.weights.h5" in backbone.weights.description
-    for got, want in zip(backbone.model.get_weights(), donor.get_weights()):
+    for got, want in zip(backbone.model.get_weights(), donor.get_weights(), strict=False):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(WeightsUnavailableError, match="same architecture"):
         load_backbone("vgg16", weights=str(path), input_size=(32, 32))
@@ -150,7 +150,7 @@ def test_input_size_rules():
 
 
 def test_block_names_follow_each_family():
-    blocks = {l.block for l in feature_layers(load_backbone("resnet50", weights="none", input_size=(64, 64)).model)}
+    blocks = {lyr.block for lyr in feature_layers(load_backbone("resnet50", weights="none", input_size=(64, 64)).model)}
     assert {"conv2_block1", "conv5_block3"} <= blocks
     table = feature_layers(load_backbone("inceptionv3", weights="none", input_size=(75, 75)).model)
     assert table[-1].block == "mixed10" and table[0].block == "mixed0"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, READY, STEP_MS, no_exception, settle, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

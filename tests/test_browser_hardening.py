@@ -9,7 +9,6 @@ own error box, which ``client.showErrorDetails = "none"`` keeps free of details)
 from __future__ import annotations
 
 import pytest
-
 from browser_support import ARTIFACTS, READY, ROOT, STEP_MS, launch, streamlit_server
 
 pytestmark = pytest.mark.browser

@@ -31,11 +31,11 @@ def test_shapes_are_deterministic_labelled_rgb():
     assert len(demo.SHAPE_CLASSES) >= 6
     assert len(a.images) == len(a.labels) == len(a.names) == 6 * len(demo.SHAPE_CLASSES)
     assert all(x.shape == (48, 48, 3) and x.dtype == np.uint8 for x in a.images)
-    assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images))
-    assert not any(np.array_equal(x, y) for x, y in zip(a.images, c.images))
+    assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images, strict=False))
+    assert not any(np.array_equal(x, y) for x, y in zip(a.images, c.images, strict=False))
     assert set(a.labels) == set(demo.SHAPE_CLASSES) and a.classes == demo.SHAPE_CLASSES
     assert len(set(a.names)) == len(a.names)
-    assert all(n.startswith(f"{lab}/") and n.endswith(".png") for n, lab in zip(a.names, a.labels))
+    assert all(n.startswith(f"{lab}/") and n.endswith(".png") for n, lab in zip(a.names, a.labels, strict=False))
     # Every image has a visible shape on it: far from a flat picture.
     assert min(int(x.max()) - int(x.min()) for x in a.images) > 60
 
@@ -87,7 +87,7 @@ def test_export_writes_one_folder_per_class(tmp_path):
     ds = demo.make_shapes(per_class=2, size=32, seed=5)
     assert sorted(p.name for p in (tmp_path / "shapes").iterdir()) == sorted(demo.SHAPE_CLASSES)
     assert len(paths) == 14
-    for path, pixels in zip(paths, ds.images):
+    for path, pixels in zip(paths, ds.images, strict=False):
         with Image.open(path) as im:
             assert im.format == "PNG"
             assert np.array_equal(np.asarray(im.convert("RGB")), pixels)  # PNG is lossless
@@ -144,7 +144,7 @@ def test_training_is_deterministic_for_a_seed():
     x, y = _tiny_shapes(per_class=5)
     a = training.train_classifier(x, y, epochs=1, batch_size=16, seed=7)
     b = training.train_classifier(x, y, epochs=1, batch_size=16, seed=7)
-    assert all(np.array_equal(u, v) for u, v in zip(a.model.get_weights(), b.model.get_weights()))
+    assert all(np.array_equal(u, v) for u, v in zip(a.model.get_weights(), b.model.get_weights(), strict=False))
     assert a.history == b.history
 
 

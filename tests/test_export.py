@@ -255,7 +255,7 @@ def test_projector_errors():
 
 def config():
     return reproduce_config(backbone="vgg16", weights="imagenet", layers=["block3_conv3", "block4_pool"],
-                            poolings=["avg", "gem"], resize="letterbox", precision="float32", input_size=(224, 224),
+                            poolings=["avg", "gem"], resize="pad", precision="float32", input_size=(224, 224),
                             batch_size=16)
 
 
@@ -315,7 +315,7 @@ def test_reproduce_script_runs_against_the_documented_api(tmp_path, monkeypatch)
     (tmp_path / "imgs").mkdir()
     assert namespace["main"](["imgs"]) == 0  # names relative to the folder, sorted (no row list given)
     assert calls["load"] == ("vgg16", "imagenet", (224, 224))
-    assert calls["fx"] == ("BACKBONE", ["block3_conv3", "block4_pool"], ["avg", "gem"], "letterbox", "float32")
+    assert calls["fx"] == ("BACKBONE", ["block3_conv3", "block4_pool"], ["avg", "gem"], "pad", "float32")
     assert calls["paths"] == ["imgs"] and calls["extract"] == ([("a.jpg", None), ("b.jpg", None)], 16)
     with np.load(tmp_path / "features.npz") as npz:
         assert npz["paths"].tolist() == ["a.jpg", "b.jpg"] and npz["block3_conv3/avg"].shape == (2, 4)

@@ -173,9 +173,9 @@ def test_nested_backbone_layers_are_reachable_by_qualified_name():
     outer = keras.Model(outer_in, keras.layers.Dense(3)(y), name="transfer")
 
     table = feature_layers(outer)
-    names = [l.name for l in table]
+    names = [lyr.name for lyr in table]
     assert "base/conv_a" in names and "base/conv_b" in names and "base" in names
-    stride = {l.name: l.stride for l in table}
+    stride = {lyr.name: lyr.stride for lyr in table}
     assert stride["base/conv_b"] == 2
 
     bb = backbone_from_model(outer)
@@ -194,7 +194,7 @@ def test_sequential_that_was_never_called():
         keras.layers.Conv2D(8, 3, name="c2"),
     ])
     table = feature_layers(model, input_size=(32, 32))
-    assert [l.name for l in table] == ["c1", "p1", "c2"]
+    assert [lyr.name for lyr in table] == ["c1", "p1", "c2"]
     assert table[1].shape == (15, 15, 4)
     bb = backbone_from_model(model, input_size=(32, 32))
     out = FeatureExtractor(bb, ["c2"], ["max"]).extract([np.zeros((32, 32, 3), np.uint8)])

@@ -746,7 +746,7 @@ def test_decoding_in_threads_matches_sequential_and_leaves_globals_alone(png_400
 
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(work, range(12)))
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=False):
         np.testing.assert_array_equal(a, b)
     assert Image.MAX_IMAGE_PIXELS == limit_before
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False

@@ -1,6 +1,6 @@
 """No shipped code turns off a safety switch, not even in a comment.
 
-The rules (docs/HELPERS.md): never ``safe_mode`` off, never call Keras's
+The rules (README.md, "Security"): never ``safe_mode`` off, never call Keras's
 ``enable_unsafe_deserialization``, never lift Pillow's decompression-bomb limit, never let
 Pillow load truncated images. This scans every ``.py`` file under ``extractor/``, ``pages/``,
 ``ui/``, ``benchmarks/`` and ``app.py`` (not ``tests/``, which must spell the strings out to test for

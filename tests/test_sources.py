@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from extractor.errors import Failure
 from extractor.images import content_hash, decode_image
 from extractor.sources import (
     RATIO_CHECK_MIN_BYTES,
     ImageSource,
-    Problem,
     SourceBatch,
     UploadLimits,
     gather_paths,
@@ -462,7 +462,7 @@ def test_zip_upload_over_the_total_cap_is_refused_unopened(count_inflations):
 def test_every_zip_member_decodes_to_the_original_pixels():
     datas = [png(i, 12) for i in range(3)]
     batch = read_zip(make_zip([(f"x/{i}.png", d) for i, d in enumerate(datas)]), "x.zip")
-    for src, data in zip(batch.sources, datas):
+    for src, data in zip(batch.sources, datas, strict=False):
         assert src.data == data
         assert decode_image(src.data, src.name).pixels.shape == (12, 12, 3)
 
@@ -543,5 +543,5 @@ def test_oversized_local_file_is_a_problem(tmp_path):
 
 
 def test_problem_is_a_plain_dataclass():
-    p = Problem("a.png", "a.png: broken")
+    p = Failure("a.png", "broken", "file")
     assert (p.name, p.message) == ("a.png", "a.png: broken")

@@ -1,4 +1,4 @@
-"""ui.analysis without a Streamlit server: which features to fetch, chart data, tooltip thumbnails,
+"""ui.features / ui.charts / ui.exports / ui.sweeps without a Streamlit server: which features to fetch, chart data, tooltip thumbnails,
 selections, overlap tables, sweep tables and their charts, the recommendation text, and the
 bytes behind every download (they must read back with extractor.export.read_features).
 
@@ -23,7 +23,8 @@ from extractor import LayerInfo
 from extractor.export import CSV_MAX_CELLS, read_features
 from extractor.reduce import pca_2d
 from extractor.scoring import Recommendation, overlap_matrix, recommend
-from ui import analysis as an
+from extractor.sweep import score_sweep
+from ui import charts, exports, features, sweeps
 from ui.state import BackboneConfig
 
 CONFIG = BackboneConfig("demo-shapes", "pretrained", (64, 64))
@@ -49,36 +50,36 @@ def _blobs(n_per_class=10, dim=6, seed=0):
 # ---- identities --------------------------------------------------------------------------------
 
 def test_ids_depend_on_every_part_and_on_order():
-    assert an.digest_of("a", (1, 2)) == an.digest_of("a", (1, 2))
-    assert an.digest_of("a", (1, 2)) != an.digest_of("a", (2, 1))
-    rows = an.rows_id(CONFIG, ["d1", "d2"])
-    assert rows == an.rows_id(CONFIG, ["d1", "d2"])
-    assert rows != an.rows_id(CONFIG, ["d2", "d1"])
-    assert rows != an.rows_id(BackboneConfig("demo-shapes", "none", (64, 64)), ["d1", "d2"])
-    assert rows != an.rows_id(BackboneConfig("demo-shapes", "pretrained", (64, 64), precision="bfloat16"), ["d1", "d2"])
-    assert an.labels_id(["a", None]) != an.labels_id(["a", "b"]) != an.labels_id(None)
-    assert an.export_id(rows, ["k"], ["x.png"], None) != an.export_id(rows, ["k"], ["y.png"], None)
+    assert features.digest_of("a", (1, 2)) == features.digest_of("a", (1, 2))
+    assert features.digest_of("a", (1, 2)) != features.digest_of("a", (2, 1))
+    rows = features.rows_id(CONFIG, ["d1", "d2"])
+    assert rows == features.rows_id(CONFIG, ["d1", "d2"])
+    assert rows != features.rows_id(CONFIG, ["d2", "d1"])
+    assert rows != features.rows_id(BackboneConfig("demo-shapes", "none", (64, 64)), ["d1", "d2"])
+    assert rows != features.rows_id(BackboneConfig("demo-shapes", "pretrained", (64, 64), precision="bfloat16"), ["d1", "d2"])
+    assert features.labels_id(["a", None]) != features.labels_id(["a", "b"]) != features.labels_id(None)
+    assert exports.export_id(rows, ["k"], ["x.png"], None) != exports.export_id(rows, ["k"], ["y.png"], None)
 
 
 def test_widget_keys_are_safe_for_any_layer_name():
-    assert an.widget_key("emb_chart", "model/inner block", "x/avg") == "emb_chart__model_inner_block__x_avg"
+    assert features.widget_key("emb_chart", "model/inner block", "x/avg") == "emb_chart__model_inner_block__x_avg"
 
 
 def test_remembered_choice_of_a_multiselect():
     def script():
         import streamlit as st
 
-        from ui import analysis as an
+        from ui import state
         from ui.state import persistent
 
         def multiselect(label, options, default, key):  # records what the widget is handed
             return list(default)
 
         first = persistent(multiselect, "L", ["a", "b", "c"], key="k", default=["b"])
-        an.remember("k", ["c", "a"])
+        state.remember("k", ["c", "a"])
         kept = persistent(multiselect, "L", ["a", "b", "c"], key="k", default=["b"])
         gone = persistent(multiselect, "L", ["x", "y"], key="k", default=["y", "z"])  # another backbone: its default
-        an.remember("k", [])
+        state.remember("k", [])
         empty = persistent(multiselect, "L", ["a"], key="k", default=["a"])  # emptied on purpose stays empty
         st.session_state["out"] = (first, kept, gone, empty)
 
@@ -91,49 +92,49 @@ def test_remembered_choice_of_a_multiselect():
 # ---- which panels, which features --------------------------------------------------------------
 
 def test_default_map_layers_spread_over_depth_and_include_the_last():
-    assert an.default_map_layers(["b1", "b2", "b3", "b4"]) == ["b2", "b3", "b4"]
-    assert an.default_map_layers(["b1", "b2", "b3"]) == ["b2", "b3"]
-    assert an.default_map_layers(["b1", "b2"]) == ["b1", "b2"]
-    assert an.default_map_layers(["only"]) == ["only"]
+    assert features.default_map_layers(["b1", "b2", "b3", "b4"]) == ["b2", "b3", "b4"]
+    assert features.default_map_layers(["b1", "b2", "b3"]) == ["b2", "b3"]
+    assert features.default_map_layers(["b1", "b2"]) == ["b1", "b2"]
+    assert features.default_map_layers(["only"]) == ["only"]
     many = ["stem"] + [f"b{i}" for i in range(1, 17)]
-    picked = an.default_map_layers(many)
+    picked = features.default_map_layers(many)
     assert picked == ["b5", "b10", "b16"] and picked[-1] == many[-1]
 
 
 def test_panel_keys_are_layer_major_and_capped():
-    keys, dropped = an.panel_keys(["l1", "l2"], ["avg", "max"])
+    keys, dropped = features.panel_keys(["l1", "l2"], ["avg", "max"])
     assert keys == ["l1/avg", "l1/max", "l2/avg", "l2/max"] and dropped == 0
-    keys, dropped = an.panel_keys([f"l{i}" for i in range(5)], list(an.POOLING_CHOICES))
-    assert len(keys) == an.PANEL_LIMIT == 12 and dropped == 25 - 12
-    assert an.grid_columns(3, 2) == 2 and an.grid_columns(3, 1) == 3 and an.grid_columns(1, 5) == 3
+    keys, dropped = features.panel_keys([f"l{i}" for i in range(5)], list(features.POOLING_CHOICES))
+    assert len(keys) == features.PANEL_LIMIT == 12 and dropped == 25 - 12
+    assert features.grid_columns(3, 2) == 2 and features.grid_columns(3, 1) == 3 and features.grid_columns(1, 5) == 3
 
 
 def test_feature_requests_share_one_pass_when_it_fits():
     table = _table()
     blocks = ["b1_pool", "b2_pool"]
     # per image: (8 + 16) channels × (1 + 1 + 1 + 2) poolings × 4 bytes = 480 bytes
-    assert an.estimate_bytes(table, blocks, ("avg", "max", "gem", "avgmax"), 10) == 4800
-    assert an.estimate_bytes(table, ["b2_pool"], ["flatten"], 2) == 2 * 16 * 16 * 16 * 4
+    assert features.estimate_bytes(table, blocks, ("avg", "max", "gem", "avgmax"), 10) == 4800
+    assert features.estimate_bytes(table, ["b2_pool"], ["flatten"], 2) == 2 * 16 * 16 * 16 * 4
     shared = (("b1_pool", "b2_pool"), ("avg", "max", "gem", "avgmax"))
     # any global pooling of block layers → the same superset call, in depth / canonical order
-    assert an.feature_requests(table, blocks, ["b2_pool"], ["max"], 10) == [shared]
-    assert an.feature_requests(table, blocks, ["b2_pool", "b1_pool"], ["gem", "avg"], 10) == [shared]
+    assert features.feature_requests(table, blocks, ["b2_pool"], ["max"], 10) == [shared]
+    assert features.feature_requests(table, blocks, ["b2_pool", "b1_pool"], ["gem", "avg"], 10) == [shared]
     # flatten gets a call of its own, for the chosen layers only
-    assert an.feature_requests(table, blocks, ["b2_pool"], ["avg", "flatten"], 10) == [
+    assert features.feature_requests(table, blocks, ["b2_pool"], ["avg", "flatten"], 10) == [
         shared, (("b2_pool",), ("flatten",))]
-    assert an.feature_requests(table, blocks, ["b2_pool"], ["flatten"], 10) == [(("b2_pool",), ("flatten",))]
+    assert features.feature_requests(table, blocks, ["b2_pool"], ["flatten"], 10) == [(("b2_pool",), ("flatten",))]
     # over the budget, or a layer that is not a block output → exactly what was chosen
-    assert an.feature_requests(table, blocks, ["b2_pool"], ["max", "avg"], 10, budget=100) == [
+    assert features.feature_requests(table, blocks, ["b2_pool"], ["max", "avg"], 10, budget=100) == [
         (("b2_pool",), ("avg", "max"))]
-    assert an.feature_requests(table, blocks, ["b2_conv", "b1_pool"], ["avg"], 10) == [
+    assert features.feature_requests(table, blocks, ["b2_conv", "b1_pool"], ["avg"], 10) == [
         (("b1_pool", "b2_conv"), ("avg",))]
-    assert an.feature_requests(table, blocks, [], ["avg"], 10) == []
+    assert features.feature_requests(table, blocks, [], ["avg"], 10) == []
 
 
 def test_flatten_over_the_budget_is_refused_before_any_extraction():
     table = _table()
     many = [None] * 20_000  # 20,000 × 32×32×8 floats × 4 bytes = 625 MiB of flatten vectors
-    fetch = an.fetch_features(table, ["b1_pool", "b2_pool"], ["b1_pool"], ["flatten"], images=many, config=CONFIG)
+    fetch = features.fetch_features(table, ["b1_pool", "b2_pool"], ["b1_pool"], ["flatten"], images=many, config=CONFIG)
     assert fetch.keys == [] and list(fetch.skipped) == ["b1_pool/flatten"]
     assert "625 MiB, over the 512 MiB limit" in fetch.skipped["b1_pool/flatten"]
 
@@ -149,48 +150,48 @@ def _decode_url(url: str) -> Image.Image:
 def test_thumbnail_data_urls_are_small_images():
     flat = np.zeros((96, 64, 3), np.uint8)
     flat[20:60, 10:50] = (250, 40, 40)
-    url = an.thumbnail_data_url(flat)
+    url = charts.thumbnail_data_url(flat)
     assert url.startswith("data:image/png;base64,")
     im = _decode_url(url)
-    assert max(im.size) == an.THUMB_PX == 48 and im.size == (32, 48)  # aspect kept
+    assert max(im.size) == charts.THUMB_PX == 48 and im.size == (32, 48)  # aspect kept
     assert np.asarray(im.convert("RGB"))[24, 16].tolist() == [250, 40, 40]
 
     noisy = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
-    url = an.thumbnail_data_url(noisy)
+    url = charts.thumbnail_data_url(noisy)
     assert url.startswith("data:image/jpeg;base64,")  # a photo-like image: JPEG is far smaller
     assert len(url) < 4000 and _decode_url(url).size == (48, 48)
 
-    gray = an.thumbnail_data_url(np.full((10, 10), 128, np.uint8))  # 2-D input works too
+    gray = charts.thumbnail_data_url(np.full((10, 10), 128, np.uint8))  # 2-D input works too
     assert _decode_url(gray).mode == "RGB"
 
 
 def test_tooltip_budget():
     urls = ["x" * 1000] * 100
-    assert an.tooltip_images_fit(urls, 6, budget=600_000)
-    assert not an.tooltip_images_fit(urls, 7, budget=600_000)
+    assert charts.tooltip_images_fit(urls, 6, budget=600_000)
+    assert not charts.tooltip_images_fit(urls, 7, budget=600_000)
     thumbs = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(4)]
     digests = [f"budget-{i}" for i in range(4)]
-    urls48, size = an.tooltip_thumbnails(digests, thumbs, [3, 0], 2)
-    assert size == 48 and len(urls48) == 2 and urls48[0] == an.thumbnail_data_url(thumbs[3])
+    urls48, size = charts.tooltip_thumbnails(digests, thumbs, [3, 0], 2)
+    assert size == 48 and len(urls48) == 2 and urls48[0] == charts.thumbnail_data_url(thumbs[3])
     one48 = sum(len(u) for u in urls48)
-    urls32, size = an.tooltip_thumbnails(digests, thumbs, [3, 0], 2, budget=2 * one48 - 1)
+    urls32, size = charts.tooltip_thumbnails(digests, thumbs, [3, 0], 2, budget=2 * one48 - 1)
     assert size == 32 and sum(len(u) for u in urls32) < one48  # smaller thumbnails before none at all
-    assert an.tooltip_thumbnails(digests, thumbs, [3, 0], 2, budget=10) == (None, 0)
+    assert charts.tooltip_thumbnails(digests, thumbs, [3, 0], 2, budget=10) == (None, 0)
 
 
 # ---- maps --------------------------------------------------------------------------------------
 
 def test_map_frame_and_scatter_spec():
     coords = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], np.float32)
-    urls = [an.thumbnail_data_url(np.zeros((8, 8, 3), np.uint8))] * 3
-    frame = an.map_frame(coords, ["a.png", "<b>.png", "c.png"], ["cat", None, "dog"], urls)
+    urls = [charts.thumbnail_data_url(np.zeros((8, 8, 3), np.uint8))] * 3
+    frame = charts.map_frame(coords, ["a.png", "<b>.png", "c.png"], ["cat", None, "dog"], urls)
     assert list(frame.columns) == ["idx", "x", "y", "name", "label", "image"]
     assert frame["idx"].tolist() == [0, 1, 2] and frame["label"].tolist() == ["cat", "", "dog"]
     assert frame["name"][1] == "<b>.png"  # as typed: vega-tooltip escapes HTML itself
     with pytest.raises(ValueError):
-        an.map_frame(coords, ["a"], None)
+        charts.map_frame(coords, ["a"], None)
 
-    spec = an.scatter_chart(frame, method="pca", classes=["cat", "dog"], explained=(0.5, 0.25), select="box").to_dict()
+    spec = charts.scatter_chart(frame, method="pca", classes=["cat", "dog"], explained=(0.5, 0.25), select="box").to_dict()
     enc = spec["encoding"]
     titles = [t.get("title") for t in enc["tooltip"]]
     assert titles == ["image", "file", "class"]  # the "image" key is drawn as an <img> by vega-tooltip
@@ -201,64 +202,64 @@ def test_map_frame_and_scatter_spec():
     data = next(iter(spec["datasets"].values()))
     assert data[0]["image"] == urls[0] and len(data) == 3
 
-    click = an.scatter_chart(frame, method="tsne", color_by="none", select="click").to_dict()
+    click = charts.scatter_chart(frame, method="tsne", color_by="none", select="click").to_dict()
     assert click["params"][0]["name"] == "pick" and click["params"][0]["select"]["fields"] == ["idx"]
-    assert click["encoding"]["color"] == {"value": an.PRIMARY}
+    assert click["encoding"]["color"] == {"value": charts.PRIMARY}
     assert click["encoding"]["x"]["title"] == "t-SNE 1"
 
-    plain = an.scatter_chart(an.map_frame(coords, ["a", "b", "c"])).to_dict()
+    plain = charts.scatter_chart(charts.map_frame(coords, ["a", "b", "c"])).to_dict()
     assert [t.get("title") for t in plain["encoding"]["tooltip"]] == ["file"]  # no thumbnails, no labels
-    legend = an.legend_chart(["cat", "dog"], unlabelled=True).to_dict()
+    legend = charts.legend_chart(["cat", "dog"], unlabelled=True).to_dict()
     assert legend["encoding"]["color"]["scale"]["domain"] == ["cat", "dog", ""]
 
 
 def test_selected_indices_from_point_and_interval_selections():
-    frame = an.map_frame(np.array([[0, 0], [1, 1], [5, 5], [0.5, 4]]), list("abcd"))
-    assert an.selected_indices(frame, None) == []
-    assert an.selected_indices(frame, {"selection": {}}) == []
-    assert an.selected_indices(frame, {"selection": {"box": {"x": [2, -1], "y": [-1, 2]}}}) == [0, 1]
-    assert an.selected_indices(frame, {"selection": {"box": {"x": [-1, 6], "y": [3, 6]}}}) == [2, 3]
-    assert an.selected_indices(frame, {"selection": {"pick": [{"idx": 3}, {"idx": 1}, {"idx": 3}]}}) == [1, 3]
+    frame = charts.map_frame(np.array([[0, 0], [1, 1], [5, 5], [0.5, 4]]), list("abcd"))
+    assert charts.selected_indices(frame, None) == []
+    assert charts.selected_indices(frame, {"selection": {}}) == []
+    assert charts.selected_indices(frame, {"selection": {"box": {"x": [2, -1], "y": [-1, 2]}}}) == [0, 1]
+    assert charts.selected_indices(frame, {"selection": {"box": {"x": [-1, 6], "y": [3, 6]}}}) == [2, 3]
+    assert charts.selected_indices(frame, {"selection": {"pick": [{"idx": 3}, {"idx": 1}, {"idx": 3}]}}) == [1, 3]
     # stale or malformed selections are ignored, never an exception
-    assert an.selected_indices(frame, {"selection": {"pick": [{"idx": 99}, {"idx": True}, {}, "x"]}}) == []
-    assert an.selected_indices(frame, {"selection": {"box": {"x": ["a", "b"], "y": [0, 1]}}}) == []
+    assert charts.selected_indices(frame, {"selection": {"pick": [{"idx": 99}, {"idx": True}, {}, "x"]}}) == []
+    assert charts.selected_indices(frame, {"selection": {"box": {"x": ["a", "b"], "y": [0, 1]}}}) == []
 
 
 def test_variance_text():
     X = np.random.default_rng(0).normal(size=(200, 3)) * [10.0, 3.0, 1.0]
     emb = pca_2d(X)
     a, b = emb.explained_variance
-    assert an.variance_text(emb) == f"PC1 {a:.0%} · PC2 {b:.0%} of the variance ({a + b:.0%} together)"
+    assert charts.variance_text(emb) == f"PC1 {a:.0%} · PC2 {b:.0%} of the variance ({a + b:.0%} together)"
 
 
 def test_embedding_and_scores_match_the_core():
     X, labels = _blobs()
-    emb = an.embedding("rows-test", "k/avg", "pca", (), X)
+    emb = features.embedding("rows-test", "k/avg", "pca", (), X)
     np.testing.assert_allclose(emb.coords, pca_2d(X).coords, rtol=1e-5, atol=1e-5)
     from extractor.scoring import silhouette
 
-    assert an.feature_silhouette("rows-test", an.labels_id(labels), "k/avg", X, labels) == pytest.approx(silhouette(X, labels))
-    assert an.feature_silhouette("rows-test", an.labels_id(None), "k/avg", X, [None] * len(X)) is None
-    assert an.method_params("tsne", perplexity=12) == (("perplexity", 12.0),)
-    assert an.method_params("pca") == ()
+    assert features.feature_silhouette("rows-test", features.labels_id(labels), "k/avg", X, labels) == pytest.approx(silhouette(X, labels))
+    assert features.feature_silhouette("rows-test", features.labels_id(None), "k/avg", X, [None] * len(X)) is None
+    assert features.method_params("tsne", perplexity=12) == (("perplexity", 12.0),)
+    assert features.method_params("pca") == ()
 
 
 def test_overlap_table_and_chart():
     X, _ = _blobs()
     feats = {"a/avg": X, "a/max": X * 3.0, "b/avg": np.random.default_rng(1).normal(size=X.shape)}
-    m = an.overlap_table("rows-overlap", tuple(feats), 5, feats)
+    m = features.overlap_table("rows-overlap", tuple(feats), 5, feats)
     pd.testing.assert_frame_equal(m, overlap_matrix(feats, k=5))
     assert m.loc["a/avg", "a/max"] == 1.0  # scaling changes no cosine neighbour
-    long = an.overlap_long(m)
+    long = charts.overlap_long(m)
     assert len(long) == 9 and long.iloc[1].tolist() == ["a/avg", "a/max", 1.0]
-    spec = an.overlap_chart(m).to_dict()
+    spec = charts.overlap_chart(m).to_dict()
     assert spec["autosize"]["type"] == "pad"
     assert spec["layer"][0]["encoding"]["x"]["sort"] == list(feats)
 
 
 def test_neighbour_table_is_cosine():
     X = np.array([[1, 0], [1, 0.1], [0, 1], [-1, 0]], np.float32)
-    found = an.neighbour_table(X, 0, 2)
+    found = features.neighbour_table(X, 0, 2)
     assert [i for i, _ in found] == [1, 2] and found[0][1] == pytest.approx(1 / np.sqrt(1.01), rel=1e-5)
 
 
@@ -273,7 +274,7 @@ def _sweep_table(labels=True) -> pd.DataFrame:
         "b2/avg": X,
         "b2/max": np.hstack([X, X]),
     }
-    return an.score_sweep(feats, y if labels else None, depths={"b1": 1, "b2": 5}, costs_ms={"b1": 0.5, "b2": 2.0},
+    return score_sweep(feats, y if labels else None, depths={"b1": 1, "b2": 5}, costs_ms={"b1": 0.5, "b2": 2.0},
                           k=3, folds=3)
 
 
@@ -282,79 +283,79 @@ def test_score_sweep_adds_time_and_keeps_the_core_scores():
     assert table["ms_per_image"].tolist() == pytest.approx([0.5, 0.5, 2.0, 2.0])
     assert table.loc[table["layer"] == "b2", "linear_acc"].min() == 1.0
     assert table.loc[table["layer"] == "b1", "knn_acc"].max() < 0.7
-    assert an.metric_options(table) == ["linear_acc", "knn_acc", "silhouette", "effective_rank", "ms_per_image", "dim"]
+    assert charts.metric_options(table) == ["linear_acc", "knn_acc", "silhouette", "effective_rank", "ms_per_image", "dim"]
     rec = recommend(table)
     assert (rec.layer, rec.pooling) == ("b2", "avg")
 
     unlabelled = _sweep_table(labels=False)
     assert unlabelled["linear_acc"].isna().all() and recommend(unlabelled) is None
-    assert an.metric_options(unlabelled) == ["effective_rank", "ms_per_image", "dim"]
-    shown = an.display_table(unlabelled)
+    assert charts.metric_options(unlabelled) == ["effective_rank", "ms_per_image", "dim"]
+    shown = charts.display_table(unlabelled)
     assert "linear_acc" not in shown and "effective_rank" in shown and "problem" not in shown
 
 
 def test_heatmap_and_curve_specs_follow_depth_and_pooling_order():
     table = _sweep_table().iloc[::-1].reset_index(drop=True)  # rows in any order
-    heat = an.metric_heatmap(table, "linear_acc", best=("b2", "avg")).to_dict()
+    heat = charts.metric_heatmap(table, "linear_acc", best=("b2", "avg")).to_dict()
     rect, text, outline = heat["layer"]
     assert rect["encoding"]["y"]["sort"] == ["b1", "b2"] and rect["encoding"]["x"]["sort"] == ["avg", "max"]
     assert rect["encoding"]["color"]["scale"]["domain"] == [0.0, 1.0]
     data = heat["datasets"][rect["data"]["name"]] if "data" in rect else next(iter(heat["datasets"].values()))
     assert {row["text"] for row in data} >= {"100%"}
     assert outline["mark"]["stroke"] and heat["autosize"]["type"] == "pad" and heat["width"] == {"step": 62}
-    curve = an.depth_curve(table, "knn_acc").to_dict()
+    curve = charts.depth_curve(table, "knn_acc").to_dict()
     assert curve["encoding"]["x"]["sort"] == ["b1", "b2"] and curve["encoding"]["color"]["field"] == "pooling"
-    an.metric_heatmap(table, "effective_rank").to_dict()  # unbounded metrics work too
-    an.metric_heatmap(table, "dim").to_dict()
+    charts.metric_heatmap(table, "effective_rank").to_dict()  # unbounded metrics work too
+    charts.metric_heatmap(table, "dim").to_dict()
 
 
 def test_recommendation_markdown_escapes_names():
     rec = Recommendation("block_4*x", "gem", 0.9, "linear_acc", "b3", "avg", 64, 0.89, "because_reasons", 128)
-    text = an.recommendation_markdown(rec, lambda s: s.replace("_", "\\_").replace("*", "\\*"))
+    text = charts.recommendation_markdown(rec, lambda s: s.replace("_", "\\_").replace("*", "\\*"))
     assert text.startswith("Use **block\\_4\\*x** with **gem** pooling (128 dimensions).")
     assert text.endswith("because\\_reasons")
 
 
 def test_size_text():
-    assert an.size_text(999) == "999 bytes"
-    assert an.size_text(35_840) == "36 kB"
-    assert an.size_text(12_500_000) == "12.5 MB"
+    assert exports.size_text(999) == "999 bytes"
+    assert exports.size_text(35_840) == "36 kB"
+    assert exports.size_text(12_500_000) == "12.5 MB"
 
 
 # ---- export ------------------------------------------------------------------------------------
 
 def test_export_defaults_precedence():
     table = _sweep_table()
-    result = an.SweepResult("sig", table, recommend(table), None, 30, 1.0, ["b1", "b2"], ["avg", "max"])
+    result = sweeps.SweepResult("sig", table, recommend(table), None, 30, 1.0, ["b1", "b2"], ["avg", "max"])
     blocks, layers = ["b1", "b2"], ["b1c", "b1", "b2c", "b2"]
-    assert an.export_defaults({"layers": ["b1"], "poolings": ["max"]}, result, blocks, layers)[:2] == (["b1"], ["max"])
-    assert an.export_defaults(None, result, blocks, layers)[:2] == (["b2"], ["avg"])
-    assert an.export_defaults({"layers": ["gone"], "poolings": ["max"]}, None, blocks, layers)[:2] == (["b2"], ["avg"])
-    assert an.export_defaults(None, None, [], layers)[:2] == (["b2"], ["avg"])
+    assert exports.export_defaults({"layers": ["b1"], "poolings": ["max"]}, result, blocks, layers)[:2] == (["b1"], ["max"])
+    assert exports.export_defaults(None, result, blocks, layers)[:2] == (["b2"], ["avg"])
+    assert exports.export_defaults({"layers": ["gone"], "poolings": ["max"]}, None, blocks, layers)[:2] == (["b2"], ["avg"])
+    assert exports.export_defaults(None, None, [], layers)[:2] == (["b2"], ["avg"])
 
 
 def test_feature_files_round_trip():
     X, labels = _blobs()
     feats = {"b2/avg": X, "b2/max": X[:, :3] * 2}
     names = [f"img_{i}.png" for i in range(len(X))]
-    eid = an.export_id("rows", list(feats), names, labels)
-    for blob in (an.npz_bytes(eid, feats, names, labels), an.parquet_bytes(eid, feats, names, labels)):
+    eid = exports.export_id("rows", list(feats), names, labels)
+    for blob in (exports.npz_bytes(eid, feats, names, labels), exports.parquet_bytes(eid, feats, names, labels)):
         back, back_names, back_labels = read_features(blob)
         assert back_names == names and back_labels == labels
         assert list(back) == list(feats)
         for key in feats:
             np.testing.assert_array_equal(back[key], feats[key].astype(np.float32))
-    plain = an.export_id("rows", list(feats), names, None)
-    npz = np.load(io.BytesIO(an.npz_bytes(plain, feats, names, None)))  # without labels, without pickle
+    plain = exports.export_id("rows", list(feats), names, None)
+    npz = np.load(io.BytesIO(exports.npz_bytes(plain, feats, names, None)))  # without labels, without pickle
     assert "labels" not in npz.files and npz["b2/avg"].shape == X.shape
 
-    data, why = an.csv_bytes_or_message(eid, feats, names, labels)
+    data, why = exports.csv_bytes_or_message(eid, feats, names, labels)
     assert why is None
     lines = data.decode().splitlines()
     assert lines[0].startswith("paths,labels,b2/avg_0") and len(lines) == len(X) + 1
 
     wide = {"big/flatten": np.zeros((10, CSV_MAX_CELLS // 10 + 1), np.float32)}
-    data, why = an.csv_bytes_or_message(an.export_id("rows", list(wide), names[:10], None), wide, names[:10], None)
+    data, why = exports.csv_bytes_or_message(exports.export_id("rows", list(wide), names[:10], None), wide, names[:10], None)
     assert data is None and ".npz or .parquet" in why
 
 
@@ -362,22 +363,41 @@ def test_coords_projector_and_reproduce_files():
     X, labels = _blobs()
     names = [f"=cmd|{i}.png" if i == 0 else f"img_{i}.png" for i in range(len(X))]
     coords = {"b2/avg pca": pca_2d(X).coords}
-    csv = an.coords_csv_bytes("eid-coords", coords, names, labels).decode().splitlines()
+    csv = exports.coords_csv_bytes("eid-coords", coords, names, labels).decode().splitlines()
     assert csv[0] == "paths,labels,b2/avg pca_x,b2/avg pca_y"
     assert csv[1].startswith("'=cmd|0.png,a,")  # a formula-looking name is defused
 
     thumbs = [np.full((20, 20, 3), 10 * i % 255, np.uint8) for i in range(len(X))]
-    blob = an.projector_bytes("eid-proj", X, names, labels, thumbs)
+    blob = exports.projector_bytes("eid-proj", X, names, labels, thumbs)
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert {"vectors.tsv", "metadata.tsv", "sprite.png", "projector_config.json"} <= set(zf.namelist())
         assert len(zf.read("vectors.tsv").decode().splitlines()) == len(X)
         assert zf.read("metadata.tsv").decode().splitlines()[0] == "name\tlabel"
 
-    blob, script = an.reproduce_files(BackboneConfig("demo-shapes", "/srv/secret/dir/my.weights.h5", (64, 64)),
+    blob, script = exports.reproduce_files(BackboneConfig("demo-shapes", "/srv/secret/dir/my.weights.h5", (64, 64)),
                                       ["block4_pool"], ["gem"])
     cfg = json.loads(blob)
     assert cfg["weights"] == "my.weights.h5" and cfg["layers"] == ["block4_pool"] and cfg["poolings"] == ["gem"]
     assert "/srv/secret" not in script and "/srv/secret" not in blob.decode()
     ast.parse(script)
     assert "LAYERS = ['block4_pool']" in script and "POOLINGS = ['gem']" in script
-    assert set(an.FILE_NAMES.values()) >= {"layer_explorer_features.npz", "extract_features.py"}
+    assert set(exports.FILE_NAMES.values()) >= {"layer_explorer_features.npz", "extract_features.py"}
+
+
+def test_reproduce_script_of_an_uploaded_model_names_its_file(monkeypatch):
+    """The session's model goes into the script by its file name (a name load_backbone takes), beside the script."""
+    from types import SimpleNamespace
+
+    from extractor.export import ExportError, reproduce_config
+    from ui import custom_model
+
+    monkeypatch.setattr(custom_model, "held_for", lambda name: SimpleNamespace(file_name="../up/My Net.keras"))
+    config = BackboneConfig("custom:0123456789abcdef", "upload", (64, 64))
+    blob, script = exports.reproduce_files(config, ["conv2"], ["avg"])
+    cfg = json.loads(blob)
+    assert cfg["backbone"] == "My_Net.keras" and cfg["weights"] is None
+    assert "BACKBONE = 'My_Net.keras'" in script and "beside" in script and "../up" not in script
+    ast.parse(script)
+    with pytest.raises(ExportError, match="resize must be one of"):
+        reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="squash",
+                         precision="float32", input_size=(64, 64))

@@ -4,43 +4,44 @@ Pages live in ``pages/`` and are listed in app.py's ``st.navigation``; each star
 ``ui.sidebar.ensure_shell()`` (see app.py for why). They lay out widgets and call these; they never read sidebar keys, build models or run
 NumPy-heavy code themselves.
 
+Modules import one way only (``tests/test_import_graph.py`` checks it):
+``inference_slot`` → ``config``/``image_set`` → ``custom_model`` → ``cache`` → ``state`` → the page helpers
+(``features``, ``charts``, ``exports``, ``sweeps``) → ``sidebar`` → pages.
+
+``ui.inference_slot`` — ``inference_slot()``: the one gate in front of every build, warm-up and forward pass.
+``ui.config`` — ``BackboneConfig(name, weights, input_size, resize="stretch", precision="float32",
+    runtime="tensorflow")``, frozen: the one value every cache and builder takes, first and whole.
+    ``build_extractor(backbone, config, layers, poolings)``: the one place a config becomes a FeatureExtractor.
+``ui.image_set`` — ``ImageSet(items, names, labels, digests, thumbnails, origin, problems, notes)``,
+    index-aligned; decodable images only. ``items[i]`` is an ``ImageSource`` (uploads) or an RGB uint8
+    array (demo sets). ``names`` are user-controlled for uploads: escape them before any Markdown.
+
 ``ui.state`` — the current choices (the sidebar in app.py sets them on every run)
     ``current_images(stop_if_empty=True) -> ImageSet``
-        ``ImageSet(items, names, labels, digests, thumbnails, origin, problems, notes)``, index-aligned;
-        decodable images only. ``items[i]`` is an ``ImageSource`` (uploads) or an RGB uint8 array
-        (demo sets) — exactly what ``FeatureExtractor.extract`` takes. ``names`` are user-controlled
-        for uploads: pass them through ``escape_markdown`` before any Markdown/caption.
-        ``has_labels``, ``classes``, ``describe(i)``.
-    ``current_backbone() -> (Backbone, list[LayerInfo])``
-        or a plain-language ``st.error`` + way out and ``st.stop()``.
-    ``current_config() -> BackboneConfig(name, weights, input_size, resize, precision)``
-        the plain values every cache is keyed by (weights as really loaded: "pretrained", "none", a path).
+    ``current_backbone() -> (Backbone, list[LayerInfo])`` or a plain-language ``st.error`` and ``st.stop()``.
+    ``current_config() -> BackboneConfig`` with the weights as really loaded ("pretrained", "none", a path).
+    The backbone is resolved once per script run (``begin_run()``, called by the sidebar, starts a run).
     ``page_guard(doing)``  context manager: ``LayerExplorerError`` -> ``st.error``; anything else ->
         "Something went wrong while {doing}…" (details in the server log); then ``st.stop()``.
-    ``persistent(widget, label, options=None, *, key, default, **kwargs)``  draw a page widget
-        (``st.selectbox``/``st.radio``/``st.select_slider``/``st.slider``, or a column's) that keeps
-        its last choice across reruns, pages and ``st.stop()``; use it for every page widget
-        (keys prefixed by page, e.g. ``emb_perplexity``).
+    ``persistent(widget, label, options=None, *, key, default, **kwargs)``  a page widget that keeps
+        its last choice across reruns, pages and ``st.stop()`` (keys prefixed by page, e.g. ``emb_perplexity``).
     ``escape_markdown(text)``, ``user_message(exc)`` (scrubs server paths), ``bullet_list(lines)``.
 
-``ui.cache`` — every cache; inference behind one ``BoundedSemaphore(2)`` (``inference_slot()``)
-    ``pooled_features(layers, poolings=("avg",), *, images=None, config=None, batch_size=32,
-        show_progress=True) -> PooledFeatures(features={"layer/pooling": (N, C)}, names, labels,
-        digests, indices, failures=[(name, reason)], notes)``
-        for the current image set by default; cached per content chunk of 64 images, with a
-        progress bar while computing. Raises ``LayerExplorerError`` subclasses (wrap in page_guard).
-    ``get_extractor(name, weights, input_size, layers: tuple, poolings: tuple, precision, resize)
-        -> FeatureExtractor``  warmed, shared; never mutate it. ``fx.forward_calls`` counts passes.
-    ``load_backbone_cached(name, weights, input_size) -> (Backbone, tuple[LayerInfo, ...])``
-    ``raw_maps(name, weights, input_size, precision, resize, layers: tuple, digest, item)
-        -> RawMaps(view, maps={layer: (H, W, C)})``  full maps of ONE image (one forward pass).
+``ui.cache`` — every cache; each takes the config and the images it works on as arguments
+    ``pooled_features(layers, poolings=("avg",), *, images, config, batch_size=32, show_progress=True)
+        -> PooledFeatures(features={"layer/pooling": (N, C)}, names, labels, digests, indices, failures, notes)``
+        cached per content chunk of 64 images. Raises ``LayerExplorerError`` subclasses (wrap in page_guard).
+    ``get_extractor(config, layers, poolings=("avg",)) -> FeatureExtractor``  warmed, shared; never mutate it.
+    ``load_backbone_cached(config) -> (Backbone, tuple[LayerInfo, ...])``
+    ``raw_maps(config, layers: tuple, digest, item) -> RawMaps(view, maps={layer: (H, W, C)})``
+        full maps of ONE image (one forward pass).
     ``decode_thumbnails(digests, items)``, ``demo_images(name, per_class)``, ``array_digest(pixels)``.
 
 ``ui.feature_maps`` — NumPy/Matplotlib pictures of one map (no Streamlit): ``compose_mosaic``,
     ``channel_order``, ``overlay``, ``channel_stats``, ``activation_histogram``, ``hierarchy_tile``.
 ``ui.code_snippets`` — ``keras_snippet(backbone, layer, input_size, weights=..., resize=...,
     precision=..., pooling="avg")``: the plain Keras code for the current selection.
-``ui.sidebar`` — ``render_sidebar()``, called once by app.py.
+``ui.sidebar`` — ``render_sidebar()``, called once by app.py; ``ensure_shell()`` first in every page.
 
 Example (a page)::
 
@@ -49,7 +50,8 @@ Example (a page)::
 
     images = state.current_images()
     backbone, layers = state.current_backbone()
+    config = state.current_config()
     with state.page_guard("extracting features"):
-        feats = cache.pooled_features([layers[-1].name], ["avg", "gem"])
+        feats = cache.pooled_features([layers[-1].name], ["avg", "gem"], images=images, config=config)
     st.write(feats.features[f"{layers[-1].name}/avg"].shape)
 """

@@ -12,33 +12,35 @@ Two kinds of cache, as STYLE.md §7 says:
   Cached values never hold a file *name* or label: those stay in the session (ui.state), so a
   user with the same bytes learns nothing about another user's files.
 
-Inference (building, warming, running a network) goes through :data:`_INFERENCE`, a
-``BoundedSemaphore(2)``: with many users, at most two forward passes compete for the CPU.
+Every function takes the one :class:`~ui.config.BackboneConfig` as its first argument and the
+images it works on as arguments: nothing here reads the session's choices. Inference (building,
+warming, running a network) goes through :func:`ui.inference_slot.inference_slot`.
 
-Example (inside a Streamlit script):
-    >>> fx = get_extractor("demo-shapes", "pretrained", (64, 64), ("block2_pool",), ("avg",))
-    >>> feats = pooled_features(["block2_pool"], ["avg"])      # the current image set
-    >>> feats.features["block2_pool/avg"].shape
-    (70, 32)
+Example (inside a Streamlit script)::
+
+    config = BackboneConfig("demo-shapes", "pretrained", (64, 64))
+    fx = get_extractor(config, ("block2_pool",), ("avg",))
+    feats = pooled_features(["block2_pool"], ["avg"], images=images, config=config)
+    feats.features["block2_pool/avg"].shape     # (70, 32)
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from extractor import (
     Backbone,
     FeatureExtractor,
     LayerInfo,
+    NoImagesError,
     decode_image,
     feature_key,
     feature_layers,
@@ -46,12 +48,14 @@ from extractor import (
     load_image,
     resize_image,
 )
-from extractor.errors import LayerExplorerError
+from extractor.demo import load_demo_set, load_photos
+from extractor.errors import Failure, LayerExplorerError
+from extractor.images import InvalidImageError
 
 from . import custom_model
-
-if TYPE_CHECKING:
-    from .state import BackboneConfig, ImageSet
+from .config import BackboneConfig, build_extractor
+from .image_set import ImageSet
+from .inference_slot import inference_slot
 
 __all__ = [
     "THUMBNAIL_SIZE",
@@ -59,7 +63,6 @@ __all__ = [
     "Decoded",
     "RawMaps",
     "PooledFeatures",
-    "inference_slot",
     "array_digest",
     "load_backbone_cached",
     "get_extractor",
@@ -75,16 +78,6 @@ logger = logging.getLogger("layer_explorer.ui")
 THUMBNAIL_SIZE = 96
 _CHUNK = 64  # images per cached pooled-features entry: progress steps, and reuse when a set grows
 
-# The one piece of module-level state besides the caches: bounded concurrency for inference.
-_INFERENCE = threading.BoundedSemaphore(2)
-
-
-@contextmanager
-def inference_slot():
-    """Hold one of the two inference slots while building or running a network."""
-    with _INFERENCE:
-        yield
-
 
 def array_digest(pixels: np.ndarray) -> str:
     """Content digest of an image array (shape, dtype and pixels): the cache key of demo images."""
@@ -98,16 +91,17 @@ def array_digest(pixels: np.ndarray) -> str:
 # networks
 
 
-def load_backbone_cached(name: str, weights: str, input_size: tuple[int, int]) -> tuple[Backbone, tuple[LayerInfo, ...]]:
-    """The backbone and its feature-map layer table, built once per (name, weights, size).
+def load_backbone_cached(config: BackboneConfig) -> tuple[Backbone, tuple[LayerInfo, ...]]:
+    """The backbone and its feature-map layer table, built once per configuration.
 
-    A user's uploaded model (``custom:<digest>``) comes from that user's session, never from a
-    cache shared between sessions.
+    Keyed by (name, weights, input size): precision, resize and runtime do not change the
+    Keras model. A user's uploaded model (``custom:<digest>``) comes from that user's session,
+    never from a cache shared between sessions.
     """
-    if custom_model.is_custom(name):
-        held = custom_model.held_for(name)
+    if custom_model.is_custom(config.name):
+        held = custom_model.held_for(config.name)
         return held.backbone, held.layers
-    return _shared_backbone(name, weights, tuple(input_size))
+    return _shared_backbone(config.name, config.weights, config.input_size)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the network…")
@@ -119,37 +113,23 @@ def _shared_backbone(name: str, weights: str, input_size: tuple[int, int]) -> tu
 
 
 def get_extractor(
-    name: str,
-    weights: str,
-    input_size: tuple[int, int],
-    layers: tuple[str, ...],
-    poolings: tuple[str, ...] = ("avg",),
-    precision: str = "float32",
-    resize: str = "stretch",
+    config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str] = ("avg",)
 ) -> FeatureExtractor:
-    """A compiled, warmed :class:`FeatureExtractor`; one per distinct set of plain arguments.
+    """A compiled, warmed :class:`FeatureExtractor`; one per (config, layers, poolings).
 
     Shared by every session: call ``extract``/``run_batch`` on it, never change its attributes.
     Extractors of a user's uploaded model are kept in that user's session instead.
     """
-    if custom_model.is_custom(name):
-        return custom_model.session_extractor(name, tuple(layers), tuple(poolings), precision, resize)
-    return _shared_extractor(name, weights, tuple(input_size), tuple(layers), tuple(poolings), precision, resize)
+    if custom_model.is_custom(config.name):
+        return custom_model.session_extractor(config, tuple(layers), tuple(poolings))
+    return _shared_extractor(config, tuple(layers), tuple(poolings))
 
 
 @st.cache_resource(max_entries=12, show_spinner="Preparing the feature extractor…")
-def _shared_extractor(
-    name: str,
-    weights: str,
-    input_size: tuple[int, int],
-    layers: tuple[str, ...],
-    poolings: tuple[str, ...],
-    precision: str,
-    resize: str,
-) -> FeatureExtractor:
-    backbone, _ = _shared_backbone(name, weights, tuple(input_size))
+def _shared_extractor(config: BackboneConfig, layers: tuple[str, ...], poolings: tuple[str, ...]) -> FeatureExtractor:
+    backbone, _ = _shared_backbone(config.name, config.weights, config.input_size)
     with inference_slot():
-        fx = FeatureExtractor(backbone, list(layers), list(poolings), precision=precision, resize=resize)
+        fx = build_extractor(backbone, config, layers, poolings)
         fx.warm()
     return fx
 
@@ -169,8 +149,6 @@ class DemoImages:
 @st.cache_data(max_entries=8, max_size="128MB", show_spinner="Drawing the demo images…")
 def demo_images(name: str, per_class: int) -> DemoImages:
     """A built-in demo set with the digest of every image. Photos keep their native size."""
-    from extractor.demo import load_demo_set, load_photos
-
     ds = load_photos(size=None) if name == "photos" else load_demo_set(name, per_class=per_class, size=64)
     labels = list(ds.labels) if ds.labels else [None] * len(ds.images)
     return DemoImages(list(ds.images), labels, list(ds.names), [array_digest(im) for im in ds.images])
@@ -186,17 +164,16 @@ class Decoded:
 
 
 def _thumbnail(item, size: int) -> Decoded:
-    from PIL import Image
-
     if isinstance(item, np.ndarray):
         pixels, notes = item, ()
     else:
         try:
-            # "image" stands in for the name: the cached value must not carry one.
+            # "image" stands in for the name: the cached value must not carry one (only the reason).
             decoded = decode_image(item.data, "image", draft_size=(size, size))
+        except InvalidImageError as exc:
+            return Decoded(None, exc.reason)
         except LayerExplorerError as exc:
-            message = str(exc)
-            return Decoded(None, message.removeprefix("image: "))
+            return Decoded(None, str(exc))
         pixels, notes = decoded.pixels, decoded.notes
     im = Image.fromarray(np.ascontiguousarray(pixels))
     im.thumbnail((size, size), Image.Resampling.BILINEAR)
@@ -233,19 +210,14 @@ class RawMaps:
 
 
 @st.cache_data(max_entries=12, max_size="384MB", show_spinner=False)
-def raw_maps(
-    name: str,
-    weights: str,
-    input_size: tuple[int, int],
-    precision: str,
-    resize: str,
-    layers: tuple[str, ...],
-    digest: str,
-    _item,
-) -> RawMaps:
-    """One forward pass of one image through an extractor with pooling ``none`` for ``layers``."""
-    fx = get_extractor(name, weights, tuple(input_size), tuple(layers), ("none",), precision, resize)
-    view = network_view(_item, tuple(input_size), resize)
+def raw_maps(config: BackboneConfig, layers: tuple[str, ...], digest: str, _item) -> RawMaps:
+    """One forward pass of one image through an extractor with pooling ``none`` for ``layers``.
+
+    Keyed by the configuration, the layers and the image's content ``digest``; ``_item`` (the
+    ``ImageSource`` or array with that digest) is not hashed.
+    """
+    fx = get_extractor(config, tuple(layers), ("none",))
+    view = network_view(_item, config.input_size, config.resize)
     with inference_slot():
         out = fx.run_batch(view[None])
     maps = {layer: np.asarray(out[feature_key(layer, "none")][0], np.float32) for layer in fx.layers}
@@ -256,24 +228,20 @@ def raw_maps(
 class _Chunk:
     features: dict[str, np.ndarray]  # key -> (n_ok, C)
     ok: list[int]  # positions (within the chunk) of the rows
-    failures: list[tuple[int, str]]
+    failures: list[tuple[int, str]]  # (position within the chunk, reason): the cached value holds no names
     notes: list[tuple[int, str]]
 
 
 @st.cache_data(max_entries=256, max_size="512MB", show_spinner=False)
 def _pooled_chunk(
-    name: str,
-    weights: str,
-    input_size: tuple[int, int],
-    precision: str,
-    resize: str,
+    config: BackboneConfig,
     layers: tuple[str, ...],
     poolings: tuple[str, ...],
     digests: tuple[str, ...],
     _items: Sequence,
     batch_size: int = 32,
 ) -> _Chunk:
-    fx = get_extractor(name, weights, tuple(input_size), tuple(layers), tuple(poolings), precision, resize)
+    fx = get_extractor(config, layers, poolings)
     # Anonymous names: the cached value is shared by everyone with the same bytes.
     inputs, position = [], {}
     for j, item in enumerate(_items):
@@ -290,16 +258,12 @@ def _pooled_chunk(
             failures = getattr(exc, "failures", None)
             if failures is None:
                 raise
-            return _Chunk({}, [], [(position.get(f.name, -1), f.message) for f in failures], [])
-    notes = []
-    for note in result.notes:
-        who, _, text = note.partition(": ")
-        notes.append((position.get(who, -1), text))
+            return _Chunk({}, [], [(position.get(f.name, -1), f.reason) for f in failures], [])
     return _Chunk(
         dict(result.features),
         list(result.indices),
-        [(position.get(f.name, -1), f.message) for f in result.failures],
-        notes,
+        [(position.get(f.name, -1), f.reason) for f in result.failures],
+        [(position.get(n.name, -1), n.reason) for n in result.notes],
     )
 
 
@@ -316,8 +280,8 @@ class PooledFeatures:
     labels: list[str | None]
     digests: list[str]
     indices: list[int]
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    notes: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # images left out
+    notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an image that was used
 
     @property
     def has_labels(self) -> bool:
@@ -328,38 +292,32 @@ def pooled_features(
     layers: Sequence[str],
     poolings: Sequence[str] = ("avg",),
     *,
-    images: "ImageSet | None" = None,
-    config: "BackboneConfig | None" = None,
+    images: ImageSet,
+    config: BackboneConfig,
     batch_size: int = 32,
     show_progress: bool = True,
 ) -> PooledFeatures:
     """Pooled features of ``layers`` × ``poolings`` for every image of the current set.
 
-    Defaults to :func:`ui.state.current_images` and :func:`ui.state.current_config` (both stop
-    the page with a message when there is nothing usable). Computed in cached chunks of 64
+    ``images`` is usually ``ui.state.current_images()`` and ``config`` ``ui.state.current_config()``.
+    Computed in cached chunks of 64
     images, with a progress bar while anything is computed. Raises ``LayerExplorerError``
     subclasses (e.g. ``RawMapsTooLargeError`` for ``none``/``flatten`` on many images).
     """
-    from . import state
-
-    images = images if images is not None else state.current_images()
-    config = config if config is not None else state.current_config()
     layers_t, poolings_t = tuple(layers), tuple(poolings)
     n = len(images)
     # The core checks its raw-map / flatten memory cap per call, and calls here are chunks of
     # 64 images: check the whole set once first, or a large set would slip under the cap.
-    get_extractor(config.name, config.weights, config.input_size, layers_t, poolings_t, config.precision,
-                  config.resize).check_memory(n)
+    get_extractor(config, layers_t, poolings_t).check_memory(n)
     starts = list(range(0, n, _CHUNK))
     bar = st.progress(0.0, text=f"Extracting features of {n} images…") if show_progress and len(starts) > 1 else None
     chunks: list[_Chunk] = []
     try:
-        for k, start in enumerate(starts):
+        for _k, start in enumerate(starts):
             stop = min(n, start + _CHUNK)
             chunks.append(
                 _pooled_chunk(
-                    config.name, config.weights, config.input_size, config.precision, config.resize,
-                    layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop], batch_size,
+                    config, layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop], batch_size,
                 )
             )
             if bar is not None:
@@ -368,10 +326,10 @@ def pooled_features(
         if bar is not None:
             bar.empty()
 
-    keys = [feature_key(l, p) for l in layers_t for p in poolings_t]
+    keys = [feature_key(lyr, p) for lyr in layers_t for p in poolings_t]
     parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     out = PooledFeatures({}, [], [], [], [])
-    for start, chunk in zip(starts, chunks):
+    for start, chunk in zip(starts, chunks, strict=False):
         for key in keys:
             if chunk.ok:
                 parts[key].append(chunk.features[key])
@@ -381,14 +339,12 @@ def pooled_features(
             out.names.append(images.names[i])
             out.labels.append(images.labels[i])
             out.digests.append(images.digests[i])
-        for j, message in chunk.failures:
-            out.failures.append((images.names[start + j] if j >= 0 else "an image", message))
+        for j, reason in chunk.failures:
+            out.failures.append(Failure(images.names[start + j] if j >= 0 else "an image", reason))
         for j, note in chunk.notes:
-            out.notes.append(f"{images.names[start + j]}: {note}" if j >= 0 else note)
+            out.notes.append(Failure(images.names[start + j] if j >= 0 else "an image", note, "note"))
     if not out.indices:
-        from extractor import NoImagesError
-
-        reasons = "; ".join(f"{name}: {why}" for name, why in out.failures[:3]) or "the image set is empty"
+        reasons = "; ".join(f.message for f in out.failures[:3]) or "the image set is empty"
         raise NoImagesError(f"No image could be processed ({reasons}).")
     out.features = {key: np.concatenate(parts[key]) for key in keys}
     return out

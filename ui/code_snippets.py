@@ -13,22 +13,13 @@ Example:
 
 from __future__ import annotations
 
+from extractor import BACKBONES
+
 __all__ = ["KERAS_APPLICATIONS", "gradcam_snippet", "keras_snippet"]
 
-# registry name -> (keras.applications submodule, constructor)
+# registry name -> (keras.applications submodule, constructor), read from each spec (no second table)
 KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
-    "vgg16": ("vgg16", "VGG16"),
-    "vgg19": ("vgg19", "VGG19"),
-    "resnet50": ("resnet50", "ResNet50"),
-    "resnet50v2": ("resnet_v2", "ResNet50V2"),
-    "mobilenetv2": ("mobilenet_v2", "MobileNetV2"),
-    "mobilenetv3small": ("mobilenet_v3", "MobileNetV3Small"),
-    "mobilenetv3large": ("mobilenet_v3", "MobileNetV3Large"),
-    "efficientnetb0": ("efficientnet", "EfficientNetB0"),
-    "densenet121": ("densenet", "DenseNet121"),
-    "inceptionv3": ("inception_v3", "InceptionV3"),
-    "xception": ("xception", "Xception"),
-    "convnexttiny": ("convnext", "ConvNeXtTiny"),
+    name: (spec.keras_module, spec.keras_constructor) for name, spec in BACKBONES.items() if spec.keras_module
 }
 
 _LOAD_IMAGE = {
@@ -99,7 +90,7 @@ def keras_snippet(
                 "# backbone that is the model's first layer: keras.Model(nested.input, nested.get_layer(...).output)",
             ]
             layer = inner
-            lines += [f"base = nested"]
+            lines += ["base = nested"]
     else:
         module, ctor = KERAS_APPLICATIONS.get(name, (None, None))
         if module is None:

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from extractor import Backbone, FeatureExtractor, LayerInfo, backbone_from_model, feature_layers
+from extractor import Backbone, FeatureExtractor, LayerExplorerError, LayerInfo, backbone_from_model, feature_layers
 from extractor.audit import h5_enabled, load_audited_model, model_upload_enabled
+
+from .config import BackboneConfig, build_extractor
+from .inference_slot import inference_slot
 
 __all__ = [
     "CUSTOM",
@@ -81,8 +84,6 @@ def current() -> SessionModel | None:
 
 def held_for(name: str) -> SessionModel:
     """The session's model behind the config name ``custom:<digest>``, or a message to upload it again."""
-    from extractor import LayerExplorerError
-
     held = current()
     if held is None or held.config_name != name:
         raise LayerExplorerError("Your model is no longer loaded in this session; upload it again in the sidebar.")
@@ -101,8 +102,6 @@ def accept_upload(file_name: str, data: bytes) -> SessionModel:
     Raises :class:`extractor.audit.ModelRefusedError` (with the reasons) or another
     ``LayerExplorerError``; the previous model stays when the new one is refused.
     """
-    from .cache import inference_slot
-
     digest = hashlib.sha256(data).hexdigest()
     held = current()
     if held is not None and held.digest == digest:
@@ -118,16 +117,14 @@ def accept_upload(file_name: str, data: bytes) -> SessionModel:
     return session_model
 
 
-def session_extractor(name: str, layers: tuple, poolings: tuple, precision: str, resize: str) -> FeatureExtractor:
-    """The extractor for the session's model (``name`` is its ``custom:<digest>`` config name)."""
-    from .cache import inference_slot
-
-    held = held_for(name)
-    key = (tuple(layers), tuple(poolings), precision, resize)
+def session_extractor(config: BackboneConfig, layers: tuple, poolings: tuple) -> FeatureExtractor:
+    """The extractor for the session's model (``config.name`` is its ``custom:<digest>`` name)."""
+    held = held_for(config.name)
+    key = (config, tuple(layers), tuple(poolings))
     fx = held.extractors.get(key)
     if fx is None:
         with inference_slot():
-            fx = FeatureExtractor(held.backbone, list(layers), list(poolings), precision=precision, resize=resize)
+            fx = build_extractor(held.backbone, config, layers, poolings)
             fx.warm()
         held.extractors[key] = fx
         while len(held.extractors) > _MAX_EXTRACTORS:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from extractor import BACKBONES, get_spec
+from extractor import BACKBONES, LayerExplorerError, get_spec
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 
-from extractor import LayerExplorerError
-
 from . import custom_model, state
 
-__all__ = ["render_sidebar", "ensure_shell", "mark_shell_drawn"]
+__all__ = ["render_sidebar", "ensure_shell"]
 
 _SHELL_FLAG = "_shell_drawn_this_run"
 
@@ -65,11 +63,11 @@ def _images_section() -> None:
             summary += f" · {len(classes)} {'class' if len(classes) == 1 else 'classes'}"
         st.caption(summary)
     if images.problems:
-        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(images.problems),
+        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(p.message for p in images.problems),
                    icon=":material/warning:")
     if images.notes:
         with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
-            st.markdown(state.bullet_list(images.notes, limit=30))
+            st.markdown(state.bullet_list((n.message for n in images.notes), limit=30))
 
 
 def _network_section() -> None:
@@ -167,24 +165,27 @@ def _weights_badge() -> None:
 def render_sidebar() -> None:
     """Draw the image and network choices (call once per run, before the page runs)."""
     state.init_state()
+    state.begin_run()
     with st.sidebar:
         _images_section()
         _network_section()
 
 
-def mark_shell_drawn() -> None:
-    """Called by app.py right after the sidebar, before the page runs."""
-    st.session_state[_SHELL_FLAG] = True
+def ensure_shell(*, from_app: bool = False) -> None:
+    """Draw the page frame (page config and sidebar) exactly once per run: the one legacy-mode workaround.
 
-
-def ensure_shell() -> None:
-    """First line of every page: draw the sidebar unless app.py already did in this run.
-
-    With a ``pages/`` folder, Streamlit runs a page file on its own (legacy multipage mode) until
-    app.py has called ``st.navigation`` once in the process: a fresh server's first deep link and
-    each ``AppTest.switch_page`` run. The flag is consumed here, so it says "this run" only.
+    app.py calls ``ensure_shell(from_app=True)`` before it runs the page; every page file starts
+    with ``ensure_shell()``. Why pages must call it too: with a ``pages/`` folder, Streamlit runs a
+    page file on its own (legacy multipage mode) until app.py has called ``st.navigation`` once in
+    the process: a fresh server's first deep link and each ``AppTest.switch_page`` run. The page
+    then draws the same sidebar itself (same keys, so the choices hold). app.py's URL paths
+    differ from the file names on purpose: a legacy-mode request for one of them matches no page
+    file, so Streamlit falls back to app.py, whose ``st.navigation`` serves the page in the frame.
+    The flag app.py leaves is consumed by the page, so it means "this run" only.
     """
-    if st.session_state.pop(_SHELL_FLAG, False):
+    if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
     render_sidebar()
+    if from_app:
+        st.session_state[_SHELL_FLAG] = True

@@ -21,20 +21,23 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
-from extractor.errors import LayerExplorerError
+from extractor.backbones import keras_cache_dir
+from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.sources import UploadLimits, gather_uploads
 
 from . import cache, custom_model
+from .config import BackboneConfig
+from .image_set import ImageSet
 
 __all__ = [
     "DEFAULTS",
@@ -47,10 +50,12 @@ __all__ = [
     "ResolvedBackbone",
     "init_state",
     "persistent",
+    "remember",
     "ensure_choice",
     "local_weights_allowed",
     "input_size_key",
     "backbone_request",
+    "begin_run",
     "resolve_backbone",
     "current_images",
     "current_backbone",
@@ -66,7 +71,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"
 UPLOAD_LIMITS = UploadLimits()
 LOCAL_WEIGHTS_ENV = "LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS"
 APP_RESIZE_POLICIES = tuple(p for p in RESIZE_POLICIES if p != "native")
-DEFAULT_BACKBONE = "demo-shapes" if "demo-shapes" in BACKBONES else next(iter(BACKBONES))
+DEFAULT_BACKBONE = "demo-shapes"  # the registry always has it (extractor.demo_cnn); an import error fails loudly
 
 # Sidebar widget keys and their first values (set once per session, before the widgets exist).
 DEFAULTS: dict[str, Any] = {
@@ -80,62 +85,13 @@ DEFAULTS: dict[str, Any] = {
     "sb_precision": "float32",
 }
 
+_RESOLVED_KEY = "_resolved_backbone"  # (request signature, ResolvedBackbone) of this run
+
 GENERIC_HINT = "Try another image or backbone; if it keeps happening, the server log has the details."
 
 
 # --------------------------------------------------------------------------------------------
 # plain values
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """Everything that decides what a network computes, as plain hashable values."""
-
-    name: str
-    weights: str  # "pretrained", "none" (random) or a local file path
-    input_size: tuple[int, int]
-    resize: str = "stretch"
-    precision: str = "float32"
-
-    def extractor_args(self) -> tuple:
-        """``(name, weights, input_size)``: the arguments of :func:`ui.cache.load_backbone_cached`."""
-        return self.name, self.weights, self.input_size
-
-
-@dataclass
-class ImageSet:
-    """The images the app works on, all of them decodable, aligned index by index.
-
-    ``items[i]`` is what :meth:`FeatureExtractor.extract` takes (an ``ImageSource`` or an RGB
-    array); ``names`` are display names (user-controlled for uploads: escape them for Markdown
-    with :func:`escape_markdown`); ``digests`` are content hashes (cache keys);
-    ``thumbnails`` small RGB arrays (at most 96 px).
-    """
-
-    items: list
-    names: list[str]
-    labels: list[str | None]
-    digests: list[str]
-    thumbnails: list[np.ndarray]
-    origin: str = ""  # "demo:shapes", "upload", ...
-    problems: list[str] = field(default_factory=list)  # files left out, with the reason
-    notes: list[str] = field(default_factory=list)  # e.g. "a.gif: animated GIF: used the first of 3 frames"
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def has_labels(self) -> bool:
-        return any(label is not None for label in self.labels)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(dict.fromkeys(label for label in self.labels if label is not None))
-
-    def describe(self, i: int) -> str:
-        """``"name (label)"`` for selectors (plain text, not Markdown)."""
-        label = self.labels[i]
-        return f"{self.names[i]}" if label is None or self.names[i].startswith(f"{label}/") else f"{self.names[i]} ({label})"
 
 
 @dataclass(frozen=True)
@@ -176,7 +132,7 @@ def persistent(widget, label: str, options: Sequence | None = None, *, key: str,
     depend on the image or the input size in it): the browser keeps the *label*, and a value
     whose label changed under it shows as no selection at all.
     """
-    memo = f"_choice__{key}"
+    memo = _choice_key(key)
     name = getattr(widget, "__name__", "")
     if name == "multiselect":
         # Several choices: those no longer among the options are dropped; if none is left, the
@@ -202,6 +158,15 @@ def persistent(widget, label: str, options: Sequence | None = None, *, key: str,
         value = widget(label, value=current, key=key, **kwargs)
     st.session_state[memo] = value
     return value
+
+
+def _choice_key(key: str) -> str:
+    return f"_choice__{key}"
+
+
+def remember(key: str, value: Sequence) -> None:
+    """Set a widget's remembered choice (what :func:`persistent` hands it next), e.g. from a recommendation."""
+    st.session_state[_choice_key(key)] = list(value)
 
 
 def ensure_choice(key: str, options: Sequence, default) -> None:
@@ -247,24 +212,41 @@ def backbone_request() -> BackboneConfig:
     )
 
 
+def begin_run() -> None:
+    """Forget the last run's resolved backbone (the sidebar calls this first on every run)."""
+    st.session_state.pop(_RESOLVED_KEY, None)
+
+
 def resolve_backbone() -> ResolvedBackbone:
     """Load the requested backbone (cached); failures become a message, never an exception.
 
+    Resolved once per script run: the sidebar's badge, ``current_backbone()`` and
+    ``current_config()`` share one result (kept for the run, or while the request is the same).
     If the shipped demo weights are missing, the demo backbone falls back to random weights,
     with a note saying so (the weights badge then says "random").
     """
-    if st.session_state.get("sb_backbone") == custom_model.CUSTOM and custom_model.upload_enabled():
-        return _resolve_custom()
-    request = backbone_request()
+    custom = st.session_state.get("sb_backbone") == custom_model.CUSTOM and custom_model.upload_enabled()
+    held = custom_model.current() if custom else None
+    signature = (custom, held.digest if held else None, backbone_request())
+    memo = st.session_state.get(_RESOLVED_KEY)
+    if memo is not None and memo[0] == signature:
+        return memo[1]
+    resolved = _resolve_custom() if custom else _resolve_request(signature[2])
+    if resolved.backbone is not None:  # a failure is tried again on the next call
+        st.session_state[_RESOLVED_KEY] = (signature, resolved)
+    return resolved
+
+
+def _resolve_request(request: BackboneConfig) -> ResolvedBackbone:
     try:
-        backbone, layers = cache.load_backbone_cached(*request.extractor_args())
+        backbone, layers = cache.load_backbone_cached(request)
         return ResolvedBackbone(request, backbone, layers)
     except WeightsUnavailableError as exc:
         message = user_message(exc)
         if request.name == "demo-shapes" and request.weights == "pretrained":
-            fallback = BackboneConfig(request.name, "none", request.input_size, request.resize, request.precision)
+            fallback = request.replace(weights="none")
             try:
-                backbone, layers = cache.load_backbone_cached(*fallback.extractor_args())
+                backbone, layers = cache.load_backbone_cached(fallback)
             except Exception:
                 logger.exception("demo backbone with random weights failed too")
             else:
@@ -339,21 +321,21 @@ def _demo_set(name: str, per_class: int) -> ImageSet:
 def _upload_set(files: list) -> ImageSet:
     pairs = [(f.name, f.getvalue()) for f in files]
     batch = gather_uploads(pairs, UPLOAD_LIMITS)
-    problems = [p.message for p in batch.problems]
-    notes = list(batch.notes)
+    problems = list(batch.problems)
+    notes = [Failure("", note, "batch") for note in batch.notes]
     with st.spinner(f"Reading {len(batch.sources)} images…"):
         decoded = cache.decode_thumbnails(tuple(s.digest for s in batch.sources), batch.sources)
     out = ImageSet([], [], [], [], [], "upload", problems, notes)
-    for source, d in zip(batch.sources, decoded):
+    for source, d in zip(batch.sources, decoded, strict=False):
         if d.thumbnail is None:
-            out.problems.append(f"{source.name}: {d.error}")
+            out.problems.append(Failure(source.name, d.error, "image"))
             continue
         out.items.append(source)
         out.names.append(source.name)
         out.labels.append(source.label)
         out.digests.append(source.digest)
         out.thumbnails.append(d.thumbnail)
-        out.notes.extend(f"{source.name}: {note}" for note in d.notes)
+        out.notes.extend(Failure(source.name, note, "note") for note in d.notes)
     return out
 
 
@@ -396,8 +378,6 @@ def escape_markdown(text: str) -> str:
 def _known_dirs() -> list[str]:
     dirs = []
     try:
-        from extractor.backbones import keras_cache_dir
-
         kc = keras_cache_dir()
         dirs += [str(kc), str(kc.parent)]
     except Exception:
