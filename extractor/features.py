@@ -208,7 +208,7 @@ class FeatureExtractor:
         self.layers = [info.name for info in self.layer_infos]
         self.input_size = None if resize == "native" else (backbone.input_size or backbone.spec.input_size)
 
-        self.keys = [feature_key(l, p) for l in self.layers for p in self.poolings]
+        self.keys = [feature_key(layer, p) for layer in self.layers for p in self.poolings]
         self.traces = 0  # Python-side trace count of the TensorFlow forward (one per precision built)
         self.forward_calls = 0  # counted so callers (benchmarks, the app) can prove caching works
         self._lock = threading.Lock()
@@ -290,7 +290,7 @@ class FeatureExtractor:
             maps = cut(x, training=False)
             maps = maps if isinstance(maps, (list, tuple)) else [maps]
             out = {}
-            for layer, fmap in zip(layers, maps):
+            for layer, fmap in zip(layers, maps, strict=True):
                 fmap = tf.cast(fmap, tf.float32)
                 for pooling in poolings:
                     out[feature_key(layer, pooling)] = pool(fmap, pooling)
@@ -310,7 +310,9 @@ class FeatureExtractor:
 
     def _openvino_engine(self, xml) -> OpenVINOEngine:
         try:
-            return OpenVINOEngine(xml, self.requested_precision)
+            return OpenVINOEngine(xml, self.requested_precision, keys=self.keys)
+        except ConversionError:
+            raise
         except Exception as exc:  # a compile failure is a conversion failure for the user
             reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
             raise ConversionError(f"OpenVINO could not compile {self.backbone.name!r} ({reason}).", reason) from exc
@@ -320,7 +322,7 @@ class FeatureExtractor:
         h, w = self.input_size or self.backbone.spec.input_size
         batch = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
         expected = TensorFlowEngine(self._tf_function(None)[1], "float32")(batch)
-        got = OpenVINOEngine(xml, "float32")(batch)
+        got = OpenVINOEngine(xml, "float32", keys=self.keys)(batch)
         for key in self.keys:
             scale = float(np.max(np.abs(expected[key]))) + 1e-6
             error = float(np.max(np.abs(got[key] - expected[key]))) / scale

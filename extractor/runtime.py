@@ -31,10 +31,11 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def weights_digest(model) -> str:
         True
     """
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([(l.name, type(l).__name__) for l in model._flatten_layers()]).encode())
+    digest.update(json.dumps([(layer.name, type(layer).__name__) for layer in model._flatten_layers()]).encode())
     for weight in model.weights:
         value = np.ascontiguousarray(weight.numpy())
         digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
@@ -216,7 +217,7 @@ class OpenVINOEngine:
 
     name = "openvino"
 
-    def __init__(self, xml_path: Path, precision: str, threads: int | None = None):
+    def __init__(self, xml_path: Path, precision: str, threads: int | None = None, keys=None):
         import openvino as ov
 
         config = {
@@ -231,7 +232,15 @@ class OpenVINOEngine:
         actual = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = "bfloat16" if actual == ov.Type.bf16 else "float32"
         self._request = self._compiled.create_infer_request()
-        self._keys = [next(iter(sorted(out.get_names()))) for out in self._compiled.outputs]
+        # An output may carry several names (two keys the converter found to be one tensor, e.g. an
+        # identity layer's maps): look each wanted key up among all of them.
+        index = {name: i for i, out in enumerate(self._compiled.outputs) for name in out.get_names()}
+        wanted = list(keys) if keys is not None else [min(out.get_names()) for out in self._compiled.outputs]
+        missing = [key for key in wanted if key not in index]
+        if missing:
+            raise ConversionError(f"OpenVINO's converted graph has no output {missing[0]!r}.",
+                                  f"output {missing[0]} was lost in conversion")
+        self._outputs = [(key, index[key]) for key in wanted]
         self._lock = threading.Lock()  # one infer request: one caller at a time
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -239,7 +248,7 @@ class OpenVINOEngine:
             self._request.infer([np.ascontiguousarray(batch)])
             # The request's output buffers are reused by the next call: copy them out.
             return {key: np.array(self._request.get_output_tensor(i).data, dtype=np.float32)
-                    for i, key in enumerate(self._keys)}
+                    for key, i in self._outputs}
 
 
 _core_lock = threading.Lock()
