@@ -51,12 +51,14 @@ from .images import (
 )
 from .layers import LayerInfo, UnknownLayerError, feature_layers, find_layer, representative_layers
 from .pooling import GLOBAL_POOLINGS, POOLINGS, pool_numpy
+from .runtime import RUNTIMES, ConversionError, RuntimeUnavailableError
 from .sources import ImageSource, SourceBatch, gather_paths, gather_uploads
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "BackboneSpec",
+    "ConversionError",
     "DecodedImage",
     "ExtractionRequestError",
     "ExtractionResult",
@@ -72,6 +74,8 @@ __all__ = [
     "POOLINGS",
     "PRECISIONS",
     "RESIZE_POLICIES",
+    "RUNTIMES",
+    "RuntimeUnavailableError",
     "RawMapsTooLargeError",
     "SourceBatch",
     "UnknownBackboneError",
