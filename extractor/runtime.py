@@ -179,9 +179,9 @@ def openvino_threads() -> int:
     Every core this process may use, in one stream (``PERFORMANCE_HINT=LATENCY``): the app runs one
     forward pass at a time behind its inference semaphore and the CLI runs one, so a second stream would
     only oversubscribe the cores; and OpenVINO's default thread count reads the machine's cores, not the
-    process's CPU affinity/cgroup share, which oversubscribes a container. Image decoding runs on its own
-    threads between batches and while OpenVINO waits; the benchmark measured no gain from leaving it a
-    core on a 2-core machine (the forward pass is most of the time there).
+    process's CPU affinity, which oversubscribes a container. Image decoding runs on its own threads ahead
+    of the forward pass and takes its share while OpenVINO waits between batches; on a decode-bound
+    backbone (MobileNetV2) set ``$LAYER_EXPLORER_OV_THREADS`` to one less than the cores to leave it one.
     """
     value = os.environ.get(THREADS_ENV)
     if value:
