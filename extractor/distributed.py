@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 from .backbones import Backbone, load_backbone
 from .errors import LayerExplorerError
 from .features import ExtractionResult, Failure, FeatureExtractor
-from .images import load_image, sanitize_name
+from .images import InvalidImageError, load_image
 from .runtime import THREADS_ENV
 from .sources import ImageFile
 
@@ -290,8 +290,10 @@ def _decode_batch(batch: pa.Table, *, names: dict, size, resize: str) -> pa.Tabl
                                         "per-file limit; downscale it.")
             decoded = load_image(data, name, None if size is None else tuple(size), resize)
             pixels = np.ascontiguousarray(decoded.pixels)
-        except LayerExplorerError as exc:
-            error = _strip_name(str(exc), name)
+        except InvalidImageError as exc:  # the decoder carries the name and the reason apart
+            error = exc.reason or str(exc)
+        except LayerExplorerError as exc:  # e.g. FileTooLargeError: its message is the reason
+            error = str(exc)
         out["path"].append(name)
         out["label"].append(label)
         out["pixels"].append(None if pixels is None else pixels.tobytes())
@@ -301,14 +303,6 @@ def _decode_batch(batch: pa.Table, *, names: dict, size, resize: str) -> pa.Tabl
     return pa.table({"path": pa.array(out["path"], pa.string()), "label": pa.array(out["label"], pa.string()),
                      "pixels": pa.array(out["pixels"], pa.binary()), "height": pa.array(out["height"], pa.int32()),
                      "width": pa.array(out["width"], pa.int32()), "error": pa.array(out["error"], pa.string())})
-
-
-def _strip_name(message: str, name: str) -> str:
-    """The decoder starts its messages with the file's name; the failure carries the name apart."""
-    for prefix in (f"{name}: ", f"{sanitize_name(name)}: "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
 
 
 def _build_extractor(plan: ExtractionPlan) -> FeatureExtractor:
