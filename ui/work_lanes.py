@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -54,13 +53,14 @@ from typing import TypeVar
 
 from extractor.errors import LayerExplorerError
 
+from .server_limits import default_max_batch_jobs
+
 __all__ = [
     "JobCancelled",
     "JobStatus",
     "LanesSnapshot",
     "BatchJob",
     "WorkLanes",
-    "default_max_batch_jobs",
 ]
 
 T = TypeVar("T")
@@ -72,15 +72,6 @@ _LIVENESS_POLL_S = 0.5
 
 class JobCancelled(LayerExplorerError):
     """The batch run was cancelled (its session ended or the user pressed Cancel) before it finished."""
-
-
-def default_max_batch_jobs() -> int:
-    """Batch jobs in progress at once by default: one per core this process may use (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores)
 
 
 @dataclass(frozen=True)
