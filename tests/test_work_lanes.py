@@ -255,3 +255,54 @@ def test_bad_settings_are_refused_with_what_was_passed(kwargs):
 
 def test_docstring_examples():
     assert doctest.testmod(work_lanes).failed == 0
+
+
+# ------------------------------------------------------------------ ui.session_watch (the Streamlit adapter)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_session_watcher_cancels_the_work_of_a_session_gone_longer_than_the_grace_period():
+    from ui.session_watch import SessionWatcher
+
+    lanes = WorkLanes(slots=2, max_batch_jobs=1)
+    active = {"a": True, "b": True}
+    clock = FakeClock()
+    watcher = SessionWatcher(lanes, grace_s=10, is_active=active.__getitem__, clock=clock)
+    log: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    a = Worker(lambda: lanes.run_batch("a", [blocking_chunk(log, "a0", started, release), logging_chunk(log, "a1")]))
+    a.start()
+    assert started.wait(WAIT_S)
+    b = Worker(lambda: lanes.run_batch("b", [logging_chunk(log, "b0")]))
+    b.start()
+    wait_until(lambda: len(lanes.snapshot().queued_jobs) == 1, "b waits in line")
+    active["b"] = False  # b's tab closes
+    assert watcher.check_once() == []  # within the grace period (a reconnect would keep it)
+    clock.now = 11.0
+    assert watcher.check_once() == ["b"]
+    b.finish()
+    assert isinstance(b.error, JobCancelled)
+    active["a"] = False  # a's tab closes while its chunk runs
+    clock.now = 12.0
+    watcher.check_once()
+    clock.now = 30.0
+    assert watcher.check_once() == ["a"]
+    release.set()
+    a.finish()
+    assert isinstance(a.error, JobCancelled)
+    assert log == ["a0"]
+
+
+def test_outside_a_streamlit_server_every_session_is_alive():
+    from ui.session_watch import alive_check, current_session_id, session_active
+
+    assert current_session_id() == "local"
+    assert session_active("whatever")
+    assert alive_check("whatever")()
