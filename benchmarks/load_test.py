@@ -40,7 +40,6 @@ import io
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
