@@ -306,3 +306,55 @@ def test_outside_a_streamlit_server_every_session_is_alive():
     assert current_session_id() == "local"
     assert session_active("whatever")
     assert alive_check("whatever")()
+
+
+def test_checkpoint_inside_one_long_chunk_lets_a_waiting_click_in_and_stops_a_cancelled_job():
+    lanes = WorkLanes(slots=1, max_batch_jobs=1)
+    log: list[str] = []
+    at_step, go_on = threading.Event(), threading.Event()
+
+    def long_job():
+        with lanes.batch("a") as job, job.chunk():
+            for step in range(3):
+                log.append(f"step {step}")
+                if step == 0:
+                    at_step.set()
+                    assert go_on.wait(WAIT_S)
+                job.checkpoint()  # e.g. from score_sweep's progress callback
+
+    def click():
+        with lanes.interactive():
+            log.append("interactive")
+
+    a = Worker(long_job)
+    a.start()
+    assert at_step.wait(WAIT_S)
+    c = Worker(click)
+    c.start()
+    wait_until(lambda: lanes.snapshot().waiting_interactive == 1, "the click waits")
+    go_on.set()
+    a.finish(), c.finish()
+    assert a.error is None
+    assert log == ["step 0", "interactive", "step 1", "step 2"]
+
+    cancelled_log: list[str] = []
+    at_step.clear()
+    go_on.clear()
+
+    def cancelled_job():
+        with lanes.batch("b") as job, job.chunk():
+            for step in range(3):
+                cancelled_log.append(step)
+                at_step.set()
+                assert go_on.wait(WAIT_S)
+                job.checkpoint()
+
+    b = Worker(cancelled_job)
+    b.start()
+    assert at_step.wait(WAIT_S)
+    lanes.cancel_session("b")
+    go_on.set()
+    b.finish()
+    assert isinstance(b.error, JobCancelled) and cancelled_log == [0]
+    snap = lanes.snapshot()
+    assert (snap.busy_batch, snap.busy_interactive, snap.running_jobs) == (0, 0, ())

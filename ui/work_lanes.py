@@ -10,7 +10,13 @@ passes) with two rules:
   click usually finds a slot free at once, and otherwise waits for at most one chunk.
 * **Batch in chunks, in turn.** A batch job asks for a slot per chunk (one batch of images) and
   gives it back after; between two chunks every waiting click goes first, and among waiting
-  batch chunks the session served longest ago goes next (round-robin by session).
+  batch chunks the session served longest ago goes next (round-robin by session). One long
+  computation with a progress callback (scoring a sweep) marks boundaries with
+  :meth:`BatchJob.checkpoint`.
+
+Rule for callers: never wait for anything another slot holder may need while holding a slot —
+in particular, get the (cached) extractor first, then take the slot for the forward pass, as
+``ui.cache`` already does.
 
 Admission: at most ``max_batch_jobs`` batch jobs are in progress; a further one waits in line,
 and its :class:`JobStatus` says "queued behind N other runs" (``on_status`` is called whenever
@@ -140,6 +146,7 @@ class BatchJob:
         self.job_id = job_id
         self.session_id = session_id
         self.cancelled = False
+        self._holding = False  # this job's thread holds a batch slot now
         # Fields below change under the lanes' lock only.
         self._state = "queued"
         self._chunks_done = 0
@@ -160,7 +167,21 @@ class BatchJob:
         try:
             yield
         finally:
-            self._lanes._release(self)
+            if self._holding:
+                self._lanes._release(self)
+
+    def checkpoint(self) -> None:
+        """A chunk boundary inside one long computation (e.g. from its progress callback).
+
+        Inside :meth:`chunk`, gives the slot back and waits for it again, so waiting clicks go
+        first; raises :class:`JobCancelled` if the job was cancelled meanwhile.
+        """
+        if not self._holding:
+            if self.cancelled:
+                raise JobCancelled(f"The run was cancelled after {self._chunks_done} batches.")
+            return
+        self._lanes._release(self)
+        self._lanes._acquire_chunk(self)
 
     # -- called by WorkLanes in this job's own thread, outside the lock
 
@@ -385,6 +406,7 @@ class WorkLanes:
                     raise JobCancelled(f"The run was cancelled after {job._chunks_done} batches.")
                 if ticket in self._granted:
                     self._granted.discard(ticket)
+                    job._holding = True
                     break
                 if ticket not in self._waiting_batch:
                     self._waiting_batch[ticket] = (ticket, job)
@@ -398,6 +420,7 @@ class WorkLanes:
 
     def _release(self, job: BatchJob) -> None:
         self._local.depth = 0
+        job._holding = False
         with self._cond:
             self._busy_batch -= 1
             job._chunks_done += 1
