@@ -63,3 +63,29 @@ def test_table_for_the_about_expander_is_plain_data():
 
 def test_docstring_examples():
     assert doctest.testmod(server_limits).failed == 0
+
+
+def _about_script():
+    from ui import about_server
+    from ui.model_pool import ModelPool
+    from ui.server_limits import load_limits
+    from ui.work_lanes import WorkLanes
+
+    pool = ModelPool(max_models=3)
+    pool.get("demo-shapes", lambda: "net")
+    about_server.render(load_limits({"LAYER_EXPLORER_MAX_MODELS": "3"}, config_file=None),
+                        lanes=WorkLanes(slots=2, max_batch_jobs=5), pool=pool)
+
+
+def test_about_this_server_expander_shows_the_limits_and_the_load():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_about_script, default_timeout=120).run()
+    assert not at.exception
+    assert at.expander[0].label == "About this server"
+    frame = at.dataframe[0].value
+    assert list(frame["variable"]) == ["LAYER_EXPLORER_MAX_BATCH_JOBS", "LAYER_EXPLORER_MAX_MODELS",
+                                       "LAYER_EXPLORER_MAX_IMAGES_PER_SESSION"]
+    assert int(frame["value"][1]) == 3
+    text = " ".join(m.value for m in at.markdown)
+    assert "0 in progress (at most 5)" in text and "Networks in memory: 1 of at most 3" in text
