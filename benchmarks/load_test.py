@@ -60,6 +60,7 @@ READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 STARTUP_S = 120
 BLOCKS = ["block3", "block4", "block1", "block2"]  # demo-shapes; the default is block2, so each pick changes it
 IMAGES = [1, 2, 3, 0]  # option positions in the Image selectbox; the default is 0
+PlaywrightTimeout = Exception  # replaced by Playwright's TimeoutError once it is imported (main_async)
 ZERO_CAPTION = re.compile(r"\d+% of the values are exactly 0")
 
 # Timestamps of each change of Streamlit's script state, in the page's own clock.
@@ -276,10 +277,15 @@ class Session:
             image = IMAGES[t % 4]
         else:
             image = IMAGES[(t - 1) % 4] if t else 0
-        if k % 2 == 0:
-            seconds, s0, s1 = await self.timed(lambda: self.pick("Block", block))
-        else:
-            seconds, s0, s1 = await self.timed(lambda: self.pick("Image", image))
+        combobox, option = ("Block", block) if k % 2 == 0 else ("Image", image)
+        try:
+            seconds, s0, s1 = await self.timed(lambda: self.pick(combobox, option))
+        except PlaywrightTimeout:
+            # Counted, not fatal: the run goes on, and the report says how many clicks never settled.
+            self.results.errors.append(f"{self.name}: click {k} ({combobox} → {option}) did not settle "
+                                       f"within {self.step_ms // 1000} s")
+            await self.page.keyboard.press("Escape")
+            return
         self.results.clicks.append(Click(seconds, s0, s1))
         await self.observe(demo, block, image)
         await self.check_errors(f"switching to {block}, image {image}")
@@ -384,6 +390,8 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
             seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
             results.sweeps_load.append((level, name, seconds))
             sweep_texts[name] = text
+        except PlaywrightTimeout as exc:
+            results.errors.append(f"{name}: did not finish ({str(exc).splitlines()[0]})")
         finally:
             await s.close()
 
@@ -418,7 +426,11 @@ def sweep_zips(args, tmp: Path) -> dict[str, tuple[Path, int]]:
 
 
 async def main_async(args) -> int:
+    from playwright.async_api import TimeoutError as _Timeout
     from playwright.async_api import async_playwright
+
+    global PlaywrightTimeout
+    PlaywrightTimeout = _Timeout
 
     started = time.monotonic()
     deadline = started + args.max_seconds
