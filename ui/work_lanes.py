@@ -383,10 +383,8 @@ class WorkLanes:
                     raise JobCancelled(f"The run was cancelled while it waited ({self._status_locked(job).message()})")
                 if job._state == "running":
                     break
-                before = self._status_locked(job)
                 self._cond.wait(_LIVENESS_POLL_S)
-                changed = self._status_locked(job) != before
-            if not changed and not job._alive():
+            if not job._alive():
                 self._cancel_jobs([job])
         job._report()
 
