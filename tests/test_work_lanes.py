@@ -358,3 +358,33 @@ def test_checkpoint_inside_one_long_chunk_lets_a_waiting_click_in_and_stops_a_ca
     assert isinstance(b.error, JobCancelled) and cancelled_log == [0]
     snap = lanes.snapshot()
     assert (snap.busy_batch, snap.busy_interactive, snap.running_jobs) == (0, 0, ())
+
+
+def test_a_batch_inside_a_batch_is_one_job_and_work_without_chunks_never_waits_in_line():
+    lanes = WorkLanes(slots=2, max_batch_jobs=1)
+    with lanes.batch("a") as sweep:
+        with lanes.batch("a") as extraction:  # e.g. pooled_features inside the sweep
+            assert extraction is sweep
+            with extraction.chunk():
+                pass
+        with sweep.chunk():
+            pass
+        # The line is full (the sweep holds the only admission), yet another session's work that
+        # turns out to be all cache hits (no chunk) finishes without waiting.
+        def all_cache_hits():
+            with lanes.batch("b") as job:
+                return job.status.state
+
+        w = Worker(all_cache_hits)
+        w.start()
+        w.finish()
+        assert w.error is None and w.result == "new"
+    assert sweep.status.state == "done" and sweep.status.chunks_done == 2
+
+
+def test_a_job_of_a_session_already_gone_does_not_start():
+    lanes = WorkLanes(slots=2, max_batch_jobs=2)
+    ran = []
+    with pytest.raises(JobCancelled, match="session has ended"):
+        lanes.run_batch("gone", [lambda: ran.append(1)], is_alive=lambda: False)
+    assert ran == [] and lanes.sessions() == set()

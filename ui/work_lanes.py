@@ -84,7 +84,7 @@ class JobCancelled(LayerExplorerError):
 class JobStatus:
     """Where one batch job stands; plain data a page shows (``message()``) or tests compare.
 
-    ``state`` is "queued" (waiting for admission), "running", "done", "cancelled" or "failed".
+    ``state`` is "new" (no chunk asked for yet), "queued" (waiting for admission), "running", "done", "cancelled" or "failed".
     ``ahead`` is the number of other runs before it (in progress, plus queued earlier) while
     queued, 0 otherwise.
     """
@@ -103,6 +103,8 @@ class JobStatus:
         'Running: 1 of 4 batches done.'
         """
         done = f"{self.chunks_done} batch{'es' if self.chunks_done != 1 else ''}"
+        if self.state == "new":
+            return "Starting."
         if self.state == "queued":
             return f"Queued behind {self.ahead} other run{'s' if self.ahead != 1 else ''}."
         if self.state == "running":
@@ -148,7 +150,7 @@ class BatchJob:
         self.cancelled = False
         self._holding = False  # this job's thread holds a batch slot now
         # Fields below change under the lanes' lock only.
-        self._state = "queued"
+        self._state = "new"  # not admitted yet: admission waits for its first chunk
         self._chunks_done = 0
         self._chunks_total = chunks
 
@@ -226,6 +228,7 @@ class WorkLanes:
         self._serve_seq = itertools.count(1)
         self._running: list[BatchJob] = []  # admitted, in admission order
         self._queued: list[BatchJob] = []  # waiting for admission, FIFO
+        self._jobs: list[BatchJob] = []  # every job not finished (new, queued or running)
         self._local = threading.local()  # .depth (slots held by this thread), .job (current batch job)
 
     # ---------------------------------------------------------------- public API
@@ -280,15 +283,23 @@ class WorkLanes:
         ``chunks``: how many chunks, for the status only. ``on_status(JobStatus)`` is called in
         this thread whenever the status changes. Raises :class:`JobCancelled` if the job is
         cancelled (or ``is_alive()`` turns false) before it is done.
+
+        Admission happens at the first :meth:`BatchJob.chunk`: work that is all cache hits never
+        asks for a chunk, so it never waits in line. Inside another batch job of this thread it
+        yields that job (one sweep is one job, however many helpers open a batch inside it).
         """
+        current = getattr(self._local, "job", None)
+        if current is not None:  # nested (a sweep's feature extraction): one job, admitted once
+            yield current
+            return
         job = BatchJob(self, next(self._ids), str(session_id), chunks, on_status, is_alive)
         with self._cond:
-            self._queued.append(job)
-            self._admit()
-        previous = getattr(self._local, "job", None)
+            self._jobs.append(job)
+        self._local.job = job
         try:
-            self._wait_admitted(job)
-            self._local.job = job
+            if not job._alive():
+                self._cancel_jobs([job])
+                raise JobCancelled("The run was not started: its session has ended.")
             yield job
         except BaseException:
             self._finish(job, "cancelled" if job.cancelled else "failed")
@@ -296,7 +307,7 @@ class WorkLanes:
         else:
             self._finish(job, "done")
         finally:
-            self._local.job = previous
+            self._local.job = None
 
     def run_batch(self, session_id: str, chunks: Iterable[Callable[[], T]], *,
                   on_status: Callable[[JobStatus], None] | None = None,
@@ -313,14 +324,14 @@ class WorkLanes:
     def cancel_session(self, session_id: str) -> int:
         """Drop every queued or running batch job of ``session_id``; how many were dropped."""
         with self._cond:
-            jobs = [j for j in self._running + self._queued if j.session_id == str(session_id)]
+            jobs = [j for j in self._jobs if j.session_id == str(session_id)]
         self._cancel_jobs(jobs)
         return len(jobs)
 
     def sessions(self) -> set[str]:
         """Sessions with batch jobs queued or running (what a session watcher has to check)."""
         with self._cond:
-            return {j.session_id for j in self._running + self._queued}
+            return {j.session_id for j in self._jobs}
 
     def snapshot(self) -> LanesSnapshot:
         with self._cond:
@@ -392,6 +403,13 @@ class WorkLanes:
         """In the job's thread: wait for a batch slot for the next chunk (a chunk boundary)."""
         if not job._alive():
             self._cancel_jobs([job])
+        if job._state == "new":  # first chunk: join the line for admission
+            with self._cond:
+                if not job.cancelled:
+                    job._state = "queued"
+                    self._queued.append(job)
+                    self._admit()
+            self._wait_admitted(job)
         with self._cond:
             ticket = next(self._tickets)
             while True:
@@ -440,6 +458,8 @@ class WorkLanes:
                 self._running.remove(job)
             if job in self._queued:
                 self._queued.remove(job)
+            if job in self._jobs:
+                self._jobs.remove(job)
             job._state = state
             self._admit()
         job._report()
