@@ -11,7 +11,7 @@ from extractor import BACKBONES, LayerExplorerError, get_spec
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 
-from . import custom_model, state
+from . import about_server, custom_model, inference_slot, state
 
 __all__ = ["render_sidebar", "ensure_shell"]
 
@@ -169,6 +169,7 @@ def render_sidebar() -> None:
     with st.sidebar:
         _images_section()
         _network_section()
+        about_server.render(inference_slot.LIMITS, lanes=inference_slot.LANES, pool=inference_slot.MODELS)
 
 
 def ensure_shell(*, from_app: bool = False) -> None:
@@ -186,6 +187,7 @@ def ensure_shell(*, from_app: bool = False) -> None:
     if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
+    inference_slot.start_watch()  # once per process: gone sessions' batch work is cancelled
     render_sidebar()
     if from_app:
         st.session_state[_SHELL_FLAG] = True

@@ -38,6 +38,7 @@ from extractor.sources import UploadLimits, gather_uploads
 from . import cache, custom_model
 from .config import BackboneConfig
 from .image_set import ImageSet
+from .inference_slot import LIMITS
 
 __all__ = [
     "DEFAULTS",
@@ -68,7 +69,7 @@ __all__ = [
 logger = logging.getLogger("layer_explorer.ui")
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"]
-UPLOAD_LIMITS = UploadLimits()
+UPLOAD_LIMITS = UploadLimits(max_files=LIMITS.max_images_per_session)  # the deployment's per-session cap
 LOCAL_WEIGHTS_ENV = "LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS"
 APP_RESIZE_POLICIES = tuple(p for p in RESIZE_POLICIES if p != "native")
 DEFAULT_BACKBONE = "demo-shapes"  # the registry always has it (extractor.demo_cnn); an import error fails loudly
@@ -310,12 +311,19 @@ def _memo(key: str, signature: tuple, build):
 
 def _demo_set(name: str, per_class: int) -> ImageSet:
     demo = cache.demo_images(name, per_class)
+    cap, notes = LIMITS.max_images_per_session, []
+    if len(demo.images) > cap:  # the deployment's per-session cap: fewer per class, and say so
+        fewer = max(1, per_class * cap // len(demo.images))
+        notes.append(Failure("", f"This server allows {cap} images per session: {fewer} per class are used, "
+                                 f"not {per_class}.", "batch"))
+        demo = cache.demo_images(name, fewer)
     if name == "photos":  # native-size photos: real thumbnails
         decoded = cache.decode_thumbnails(tuple(demo.digests), demo.images)
         thumbs = [d.thumbnail for d in decoded]
     else:
         thumbs = list(demo.images)  # already 64 px
-    return ImageSet(list(demo.images), list(demo.names), list(demo.labels), list(demo.digests), thumbs, f"demo:{name}")
+    return ImageSet(list(demo.images), list(demo.names), list(demo.labels), list(demo.digests), thumbs, f"demo:{name}",
+                    notes=notes)
 
 
 def _upload_set(files: list) -> ImageSet:
