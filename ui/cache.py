@@ -60,7 +60,7 @@ from extractor.images import InvalidImageError
 from . import custom_model
 from .config import BackboneConfig, build_extractor
 from .image_set import ImageSet
-from .inference_slot import MODELS, JobStatus, batch_job, chunk_slot, inference_slot
+from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model
 
 __all__ = [
     "THUMBNAIL_SIZE",
@@ -118,7 +118,7 @@ def _shared_backbone(name: str, weights: str, input_size: tuple[int, int]) -> tu
             table = tuple(feature_layers(backbone.model))
         return backbone, table
 
-    return MODELS.get(key, build, group=key)
+    return shared_model(key, build, group=key)
 
 
 def get_extractor(
@@ -146,7 +146,7 @@ def _shared_extractor(config: BackboneConfig, layers: tuple[str, ...], poolings:
             fx.warm()
         return fx
 
-    return MODELS.get(("extractor", config, tuple(layers), tuple(poolings)), build, group=group)
+    return shared_model(("extractor", config, tuple(layers), tuple(poolings)), build, group=group)
 
 
 # --------------------------------------------------------------------------------------------

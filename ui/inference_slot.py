@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from . import session_watch
 from .model_pool import ModelPool
@@ -50,8 +51,11 @@ __all__ = [
     "chunk_slot",
     "batch_job",
     "batch_slot",
+    "shared_model",
     "start_watch",
 ]
+
+T = TypeVar("T")
 
 LIMITS = load_limits()
 LANES = WorkLanes(slots=2, max_batch_jobs=LIMITS.max_batch_jobs)
@@ -111,6 +115,11 @@ def batch_slot(heavy: bool = True) -> Iterator[None]:
         return
     with batch_job(chunks=1), chunk_slot():
         yield
+
+
+def shared_model(key, build: Callable[[], T], group=None) -> T:
+    """``MODELS.get``: the network or extractor for ``key`` (plain values), built with ``build()`` once for everyone."""
+    return MODELS.get(key, build, group=group)
 
 
 def start_watch() -> None:
