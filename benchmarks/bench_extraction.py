@@ -1,24 +1,26 @@
 """Extraction speed and memory, side by side in one run (this machine is noisy: compare ratios).
 
-Writes its own JPEG images, then for each backbone (224×224, random weights) prints:
+Writes its own JPEG images (256 by default), then for each backbone (224×224, random weights;
+demo-shapes at its own size) prints, on the same files and the same three layers:
 
-* images/s of the seed article's method: one model per layer, a ``predict`` call per image,
-  pooling afterwards in NumPy;
-* images/s of a bare batched compiled forward pass on ready tensors (the ceiling);
-* images/s of ``extractor`` end to end from the JPEG files (decode + resize + preprocess +
-  forward + pool);
-* ratios: end-to-end ÷ ceiling, end-to-end ÷ seed, all feature-map layers ÷ one layer,
-  bfloat16 ÷ float32;
-* peak resident memory for 200 and for 1,000 images (each in a fresh process).
+* images/s of the seed article's method: one model per layer, a ``predict`` call per image;
+* images/s of the peer — what a Keras user writes today: ``image_dataset_from_directory`` →
+  ``map(preprocess_input)`` → ``prefetch`` → ``keras.Model(base.input, outputs).predict(ds)`` →
+  NumPy pooling;
+* the ceilings: each engine alone (TensorFlow, OpenVINO × float32, bfloat16) on ready batches;
+* ``extractor`` end to end from the JPEG files with each runtime and precision;
+* on MobileNetV2: where the time per image goes (read, decode, resize, copy, forward+pool) and
+  peak resident memory for 200 and 1,000 images with each runtime (each in a fresh process).
 
 Usage:
-    python benchmarks/bench_extraction.py                 # mobilenetv2 and resnet50
-    python benchmarks/bench_extraction.py --quick         # fewer images, for a smoke run
+    python benchmarks/bench_extraction.py            # mobilenetv2, resnet50, efficientnetb0, demo-shapes
+    python benchmarks/bench_extraction.py --quick    # mobilenetv2 and resnet50 only
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -69,7 +71,7 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-def seed_method(backbone, layers, paths, module) -> float:
+def seed_method(backbone, layers, paths, module, size=SIZE) -> float:
     """The article's way: a model per layer, a predict per image, NumPy pooling afterwards."""
     import keras
 
@@ -77,26 +79,12 @@ def seed_method(backbone, layers, paths, module) -> float:
     for layer in layers:
         model = keras.Model(backbone.model.input, backbone.model.get_layer(layer).output)
         for path in paths:
-            image = keras.utils.load_img(path, target_size=SIZE)
+            image = keras.utils.load_img(path, target_size=tuple(size))
             x = np.expand_dims(keras.utils.img_to_array(image), 0)
             x = module.preprocess_input(x)
             fmap = model.predict(x, verbose=0)
             np.mean(fmap, axis=(1, 2))
     return rate(len(paths), time.perf_counter() - start)
-
-
-def ceiling(backbone, layers, batch: np.ndarray, batch_size: int) -> float:
-    """A bare compiled forward pass on a ready float32 tensor: what the network alone costs."""
-    import keras
-    import tensorflow as tf
-
-    model = keras.Model(backbone.model.input, [backbone.model.get_layer(lyr).output for lyr in layers])
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, *SIZE, 3], tf.float32)])
-    x = tf.constant(backbone.spec.preprocess(batch[:batch_size]))
-    fn(x)
-    n_batches = max(1, len(batch) // batch_size)
-    seconds = best_of(lambda: [fn(x) for _ in range(n_batches)], repeats=2)
-    return rate(n_batches * batch_size, seconds)
 
 
 def end_to_end(fx, paths, batch_size: int) -> float:
@@ -108,67 +96,176 @@ def end_to_end(fx, paths, batch_size: int) -> float:
     return rate(len(paths), seconds)
 
 
-def memory_child(backbone_name: str, folder: str, count: int, batch_size: int) -> None:
+def peer_method(backbone, layers, folder: Path, module, poolings, batch_size: int) -> float:
+    """What a Keras user writes today: a tf.data pipeline from the folder, one predict, NumPy pooling."""
+    import keras
+    import tensorflow as tf
+
+    h, w = backbone.input_size or backbone.spec.input_size
+    model = keras.Model(backbone.model.input, [backbone.model.get_layer(name).output for name in layers])
+
+    def run():
+        ds = keras.utils.image_dataset_from_directory(str(folder), labels=None, image_size=(h, w),
+                                                      batch_size=batch_size, shuffle=False, verbose=False)
+        ds = ds.map(lambda x: module.preprocess_input(x) if module else x).prefetch(tf.data.AUTOTUNE)
+        maps = model.predict(ds, verbose=0)
+        maps = maps if isinstance(maps, list) else [maps]
+        for fmap in maps:
+            for pooling in poolings:
+                pool_numpy(fmap, pooling)
+
+    run()  # warm (graph building, file listing)
+    n = len(list(folder.glob("*.jpg")))
+    return rate(n, best_of(run, repeats=2))
+
+
+def pool_numpy(x, pooling):
+    from extractor.pooling import pool_numpy as pn
+
+    return pn(x, pooling)
+
+
+def ready_forward(fx, batch: np.ndarray, batch_size: int) -> float:
+    """Ceiling: the engine alone on ready, resized uint8 batches (preprocess and pooling are in the graph)."""
+    chunk = batch[:batch_size]
+    fx.run_batch(chunk)
+    n_batches = max(1, len(batch) // batch_size)
+    seconds = best_of(lambda: [fx.run_batch(chunk) for _ in range(n_batches)], repeats=2)
+    return rate(n_batches * batch_size, seconds)
+
+
+def memory_child(backbone_name: str, folder: str, count: int, batch_size: int, runtime: str) -> None:
     """Run in a fresh process: extract ``count`` images (the JPEGs repeated) and print peak RSS."""
     from extractor import FeatureExtractor, feature_layers, gather_paths, load_backbone
 
     backbone = load_backbone(backbone_name, weights="none", input_size=SIZE)
     table = feature_layers(backbone.model)
-    fx = FeatureExtractor(backbone, [table[len(table) // 2].name, table[-1].name], ["avg", "max"])
+    fx = FeatureExtractor(backbone, [table[len(table) // 2].name, table[-1].name], ["avg", "max"], runtime=runtime)
     sources = gather_paths([folder]).sources
     items = [sources[i % len(sources)] for i in range(count)]
     fx.warm()
     result = fx.extract(items, batch_size=batch_size)
     assert len(result.names) == count
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"count": count, "peak_mib": peak_mib}))
+    print(json.dumps({"count": count, "peak_mib": peak_rss_mib(), "runtime": result.runtime}))
 
 
-def peak_memory(backbone_name: str, folder: Path, count: int, batch_size: int) -> float:
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory.
+
+    Not ``getrusage().ru_maxrss``: Linux keeps it across ``execve``, so a child started by a big parent
+    (this benchmark, at 2+ GiB after its TensorFlow runs) reports the parent's peak — every child read
+    the same 2,238 MiB here, and that inherited figure is what "extraction peaks at 3.3 GiB" measured.
+    ``VmHWM`` belongs to the new address space and starts again at exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory(backbone_name: str, folder: Path, count: int, batch_size: int, runtime: str) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", backbone_name, str(folder), str(count), str(batch_size)],
+        [sys.executable, __file__, "--memory-child", backbone_name, str(folder), str(count), str(batch_size), runtime],
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def bench_backbone(name: str, module, paths, folder: Path, batch_size: int, seed_images: int, memory_counts) -> dict:
+def profile_split(fx, paths, batch_size: int) -> dict[str, float]:
+    """Milliseconds per image in each stage, run one after the other on one thread (no overlap)."""
+    from extractor import images as img
+
+    size = fx.input_size
+    t = dict.fromkeys(("read", "decode", "resize", "copy", "forward"), 0.0)
+    pixels = []
+    for path in paths:
+        t0 = time.perf_counter()
+        data = Path(path).read_bytes()
+        t1 = time.perf_counter()
+        decoded = img.decode_image(data, path.name, draft_size=size)
+        t2 = time.perf_counter()
+        pixels.append(img.resize_image(decoded.pixels, size, "stretch"))
+        t3 = time.perf_counter()
+        t["read"] += t1 - t0
+        t["decode"] += t2 - t1
+        t["resize"] += t3 - t2
+    for start in range(0, len(pixels), batch_size):
+        t0 = time.perf_counter()
+        batch = np.stack(pixels[start:start + batch_size])
+        t1 = time.perf_counter()
+        fx.run_batch(batch)
+        t["copy"] += t1 - t0
+        t["forward"] += time.perf_counter() - t1
+    return {k: 1000 * v / len(paths) for k, v in t.items()}
+
+
+def bench_backbone(name: str, module, paths, folder: Path, batch_size: int, seed_images: int, memory_counts,
+                   profile: bool) -> dict:
     from extractor import FeatureExtractor, feature_layers, load_backbone
 
-    backbone = load_backbone(name, weights="none", input_size=SIZE)
+    backbone = load_backbone(name, weights="none" if name != "demo-shapes" else "pretrained",
+                             input_size=None if name == "demo-shapes" else SIZE)
+    size = backbone.input_size or backbone.spec.input_size
     table = feature_layers(backbone.model)
     layers = [table[len(table) // 4].name, table[len(table) // 2].name, table[-1].name][:SEED_LAYERS]
-    batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize(SIZE[::-1])) for p in paths])
+    poolings = ["avg", "max", "gem"]
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize(size[::-1])) for p in paths[:4 * batch_size]])
 
-    row = {"backbone": name, "images": len(paths), "batch_size": batch_size, "layers": layers}
-    row["seed_ips"] = seed_method(backbone, layers, paths[:seed_images], module)
-    row["ceiling_ips"] = ceiling(backbone, layers, batch, batch_size)
-    fx = FeatureExtractor(backbone, layers, ["avg", "max", "gem"])
-    row["e2e_ips"] = end_to_end(fx, paths, batch_size)
-
-    one = FeatureExtractor(backbone, [table[-1].name], ["avg"])
-    every = FeatureExtractor(backbone, [lyr.name for lyr in table], ["avg"])
-    one.run_batch(batch[:batch_size]), every.run_batch(batch[:batch_size])
-    t_one = best_of(lambda: one.run_batch(batch[:batch_size]))
-    t_all = best_of(lambda: every.run_batch(batch[:batch_size]))
-    row["all_layers"] = len(table)
-    row["all_over_one"] = t_all / t_one
-
-    f32 = FeatureExtractor(backbone, layers, ["avg"])
-    bf16 = FeatureExtractor(backbone, layers, ["avg"], precision="bfloat16")
-    f32.run_batch(batch[:batch_size]), bf16.run_batch(batch[:batch_size])
-    t32 = best_of(lambda: f32.run_batch(batch[:batch_size]))
-    t16 = best_of(lambda: bf16.run_batch(batch[:batch_size]))
-    row["bf16_speedup"] = t32 / t16
-    # Drift on the middle layer: with random weights the deepest MobileNetV2 maps are ~1e-12,
-    # where a cosine says nothing about precision.
-    a = f32.run_batch(batch)[f"{layers[1]}/avg"].astype(np.float64)
-    b = bf16.run_batch(batch)[f"{layers[1]}/avg"].astype(np.float64)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    row["bf16_cosine_min"] = float(cos.min())
-    row["bf16_cosine_mean"] = float(cos.mean())
-    row["peak_mib"] = {n: peak_memory(name, folder, n, batch_size) for n in memory_counts}
+    row = {"backbone": name, "images": len(paths), "batch_size": batch_size, "layers": layers, "size": size}
+    if module is not None:
+        row["seed_ips"] = seed_method(backbone, layers, paths[:seed_images], module, size)
+    row["peer_ips"] = peer_method(backbone, layers, folder, module, poolings, batch_size)
+    for runtime in ("tensorflow", "openvino"):
+        for precision in ("float32", "bfloat16"):
+            start = time.perf_counter()
+            fx = FeatureExtractor(backbone, layers, poolings, runtime=runtime, precision=precision)
+            tag = f"{runtime[:2]}_{precision[:4]}"
+            row[f"build_s_{tag}"] = time.perf_counter() - start
+            row[f"ceiling_{tag}"] = ready_forward(fx, batch, batch_size)
+            row[f"e2e_{tag}"] = end_to_end(fx, paths, batch_size)
+            if profile and precision == "float32":
+                row[f"profile_{tag}"] = profile_split(fx, paths[:4 * batch_size], batch_size)
+            del fx
+            gc.collect()
+    if memory_counts:
+        row["peak_mib"] = {(rt, n): peak_memory(name, folder, n, batch_size, rt)
+                           for rt in ("tensorflow", "openvino") for n in memory_counts}
     return row
+
+
+def report(row: dict) -> None:
+    g = row.get
+    print(f"\n## {row['backbone']} at {row['size'][0]}×{row['size'][1]}  (layers {', '.join(row['layers'])}; "
+          f"avg, max, gem)")
+    if "seed_ips" in row:
+        print(f"seed method (predict per image, model per layer)   : {row['seed_ips']:8.1f} images/s")
+    print(f"peer (image_dataset_from_directory → predict)      : {row['peer_ips']:8.1f} images/s")
+    for tag, label in (("te_floa", "TensorFlow float32"), ("te_bflo", "TensorFlow bfloat16"),
+                       ("op_floa", "OpenVINO float32"), ("op_bflo", "OpenVINO bfloat16")):
+        print(f"{label:<20} ceiling {g('ceiling_' + tag):7.1f}  end to end {g('e2e_' + tag):7.1f} images/s"
+              f"   (e2e ÷ ceiling {g('e2e_' + tag) / g('ceiling_' + tag):.2f}; build {g('build_s_' + tag):.1f} s)")
+    peer = row["peer_ips"]
+    print(f"OV f32 end to end ÷ peer                           : {g('e2e_op_floa') / peer:8.2f}×  "
+          "(target ≥ 2 MobileNetV2, ≥ 1.3 ResNet50)")
+    print(f"TF f32 end to end ÷ peer                           : {g('e2e_te_floa') / peer:8.2f}×")
+    print(f"OV f32 end to end ÷ OV f32 ceiling                 : {g('e2e_op_floa') / g('ceiling_op_floa'):8.2f}   "
+          "(target ≥ 0.85 ResNet50)")
+    print(f"OV bf16 ÷ OV f32, end to end                       : {g('e2e_op_bflo') / g('e2e_op_floa'):8.2f}×  "
+          "(target ≥ 1.8 ResNet50)")
+    print(f"OV f32 ÷ TF f32, end to end                        : {g('e2e_op_floa') / g('e2e_te_floa'):8.2f}×")
+    if "seed_ips" in row:
+        print(f"OV f32 end to end ÷ seed method                    : {g('e2e_op_floa') / row['seed_ips']:8.1f}×")
+    for tag in ("te_floa", "op_floa"):
+        if f"profile_{tag}" in row:
+            split = ", ".join(f"{k} {v:.2f}" for k, v in row[f"profile_{tag}"].items())
+            print(f"ms per image, stages in series ({tag[:2]} f32)         : {split}")
+    if "peak_mib" in row:
+        mem = ", ".join(f"{rt} {n}: {mib:.0f} MiB" for (rt, n), mib in row["peak_mib"].items())
+        print(f"peak resident memory (fresh process each)          : {mem}")
+    sys.stdout.flush()
 
 
 def cpu_bf16_support() -> str:
@@ -182,42 +279,37 @@ def cpu_bf16_support() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
-    parser.add_argument("--backbones", default="mobilenetv2,resnet50")
+    parser.add_argument("--quick", action="store_true", help="mobilenetv2 and resnet50, fewer repeats (smoke run)")
+    parser.add_argument("--backbones", default=None, help="default mobilenetv2,resnet50,efficientnetb0,demo-shapes")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=256, help="JPEGs to write (at least 256 for the targets)")
+    parser.add_argument("--memory-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        name, folder, count, batch_size = args.memory_child
-        memory_child(name, folder, int(count), int(batch_size))
+        name, folder, count, batch_size, runtime = args.memory_child
+        memory_child(name, folder, int(count), int(batch_size), runtime)
         return
 
     import keras
 
+    from extractor import runtime as rt
+
     modules = {"mobilenetv2": keras.applications.mobilenet_v2, "resnet50": keras.applications.resnet50,
-               "vgg16": keras.applications.vgg16, "efficientnetb0": keras.applications.efficientnet}
-    n_images = 64 if args.quick else 128
+               "vgg16": keras.applications.vgg16, "efficientnetb0": keras.applications.efficientnet,
+               "demo-shapes": None}
+    names = (args.backbones or ("mobilenetv2,resnet50" if args.quick else
+                                "mobilenetv2,resnet50,efficientnetb0,demo-shapes")).split(",")
     seed_images = 8 if args.quick else 16
-    memory_counts = (200, 1000) if not args.quick else (50, 150)
-    print(f"# CPU cores: {os.cpu_count()}; bfloat16 instructions: {cpu_bf16_support()}; "
-          f"{n_images} JPEGs; batch {args.batch_size}; 224×224; random weights")
+    print(f"# CPU cores: {os.cpu_count()}; bfloat16 instructions: {cpu_bf16_support()}; {args.images} JPEGs; "
+          f"batch {args.batch_size}; random weights (demo-shapes: its own); OpenVINO threads {rt.openvino_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        paths = write_jpegs(folder, n_images)
-        for name in args.backbones.split(","):
-            row = bench_backbone(name, modules[name], paths, folder, args.batch_size, seed_images, memory_counts)
-            print(f"\n## {name}  (layers {', '.join(row['layers'])})")
-            print(f"seed method (predict per image, model per layer): {row['seed_ips']:8.1f} images/s")
-            print(f"ceiling (bare batched compiled forward)         : {row['ceiling_ips']:8.1f} images/s")
-            print(f"extractor end to end from JPEG files            : {row['e2e_ips']:8.1f} images/s")
-            print(f"end-to-end ÷ ceiling                            : {row['e2e_ips'] / row['ceiling_ips']:8.2f}   (target ≥ 0.9)")
-            print(f"end-to-end ÷ seed method                        : {row['e2e_ips'] / row['seed_ips']:8.1f}×  (target ≥ 10)")
-            print(f"all {row['all_layers']} feature-map layers ÷ one layer        : {row['all_over_one']:8.2f}   (target ≤ 2)")
-            print(f"bfloat16 speed-up over float32                  : {row['bf16_speedup']:8.2f}×  (target ≥ 1.8 where supported)")
-            print(f"bfloat16 vs float32 cosine similarity           : min {row['bf16_cosine_min']:.6f}, mean {row['bf16_cosine_mean']:.6f}")
-            mem = ", ".join(f"{n} images: {mib:.0f} MiB" for n, mib in row["peak_mib"].items())
-            print(f"peak resident memory                            : {mem}")
-            sys.stdout.flush()
+        paths = write_jpegs(folder, args.images)
+        for name in names:
+            memory_counts = (200, 1000) if name == "mobilenetv2" else ()
+            row = bench_backbone(name, modules[name], paths, folder, args.batch_size, seed_images, memory_counts,
+                                 profile=name == "mobilenetv2")
+            report(row)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from .images import (
 from .layers import LayerInfo, UnknownLayerError, feature_layers, find_layer, representative_layers
 from .pooling import GLOBAL_POOLINGS, POOLINGS, pool_numpy
 from .receptive_field import ReceptiveField, receptive_fields
+from .runtime import RUNTIMES, ConversionError, RuntimeUnavailableError
 from .sources import ImageSource, SourceBatch, gather_paths, gather_uploads
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "CalibrationError",
     "ClassEvidence",
     "Classifier",
+    "ConversionError",
     "DecodedImage",
     "ExtractionRequestError",
     "ExtractionResult",
@@ -85,6 +87,8 @@ __all__ = [
     "POOLINGS",
     "PRECISIONS",
     "RESIZE_POLICIES",
+    "RUNTIMES",
+    "RuntimeUnavailableError",
     "RawMapsTooLargeError",
     "ReceptiveField",
     "SourceBatch",

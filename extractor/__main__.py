@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     _size_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32), e.g. 64")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                   help="float32 (default) or bfloat16 (faster on CPUs with AMX / AVX512-BF16)")
+                   help="float32 (default) or bfloat16 (faster on CPUs with AVX512-BF16 or AMX, most with OpenVINO)")
     p.add_argument("--resize", choices=["stretch", "center-crop", "pad", "native"], default="stretch",
                    help="stretch (default), center-crop, pad (letterbox) or native (each image at its own size)")
+    _runtime_arg(p)
     p.add_argument("--out", required=True,
                    help="output file ending .npz or .parquet, e.g. feats.npz; with --engine ray a folder, e.g. feats/")
     _engine_args(p)
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     _size_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--resize", choices=["stretch", "center-crop", "pad"], default="stretch", help="resize policy")
+    _runtime_arg(p)
     p.add_argument("--out", help="write the table as CSV, e.g. report.csv")
     _engine_args(p)
     p.add_argument("--features-out", metavar="DIR",
@@ -187,6 +189,12 @@ def _engine_args(p):
 
 def _size_arg(p):
     p.add_argument("--input-size", type=int, help="square input size in pixels (default: the backbone's), e.g. 160")
+
+
+def _runtime_arg(p):
+    p.add_argument("--runtime", choices=["auto", "tensorflow", "openvino"], default="auto",
+                   help="engine: auto (default: OpenVINO on a CPU when installed, else TensorFlow), tensorflow or "
+                   "openvino (fails if the model can't be converted, where auto falls back to TensorFlow)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,7 +313,8 @@ def cmd_extract(args) -> int:
         raise UsageError(f"{PROG} extract: --out must end with .npz or .parquet; got {out.name!r}")
     backbone = _load(args)
     layers = _resolve_layers(args.layers, backbone)
-    fx = FeatureExtractor(backbone, layers, args.pooling, precision=args.precision, resize=args.resize)
+    fx = FeatureExtractor(backbone, layers, args.pooling, precision=args.precision, resize=args.resize,
+                          runtime=args.runtime)
     batch = _gather(args.paths)
     if not batch.sources:
         print(f"error: no images found in {', '.join(args.paths)}", file=sys.stderr)
@@ -318,7 +327,8 @@ def cmd_extract(args) -> int:
     _write_features(out, result)
     dims = ", ".join(f"{k} ({v.shape[1]})" for k, v in result.features.items())
     print(f"wrote {len(result.names)} images × [{dims}] to {out} "
-          f"({len(result.names) / max(result.seconds, 1e-9):.1f} images/s; weights: {backbone.weights.description})")
+          f"({len(result.names) / max(result.seconds, 1e-9):.1f} images/s; weights: {backbone.weights.description}; "
+          f"runtime: {result.runtime} {result.precision})")
     return EXIT_OK
 
 
@@ -329,7 +339,8 @@ def _write_features(out: Path, result) -> None:
     labels = None if labels is None else ["" if lyr is None else lyr for lyr in labels]
     writer = features_to_npz if out.suffix == ".npz" else features_to_parquet
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(writer(result.features, result.names, labels))
+    out.write_bytes(writer(result.features, result.names, labels,
+                           provenance={"runtime": result.runtime, "precision": result.precision}))
 
 
 def _check_engine_args(args) -> str:
@@ -355,7 +366,8 @@ def _ray_run(args, out, poolings):
     layers = _resolve_layers(args.layers, backbone)
     plan = ExtractionPlan.from_backbone(backbone, layers, [p.strip() for p in poolings.split(",") if p.strip()],
                                         source=args.backbone, resize=args.resize,
-                                        precision=getattr(args, "precision", "float32"), batch_size=args.batch_size)
+                                        precision=getattr(args, "precision", "float32"), runtime=args.runtime,
+                                        batch_size=args.batch_size)
     files, problems = list_image_files(args.paths)
     for problem in problems:
         print(f"skipped {problem.message}", file=sys.stderr)
@@ -396,7 +408,7 @@ def cmd_sweep(args) -> int:
         print(f"error: no images found in {', '.join(args.paths)}", file=sys.stderr)
         return EXIT_FAILED
     report = run_sweep(backbone, batch.sources, layers=layers, poolings=args.poolings, batch_size=args.batch_size,
-                       resize=args.resize, progress=_progress("extracting"))
+                       resize=args.resize, runtime=args.runtime, progress=_progress("extracting"))
     return _print_sweep(args, report)
 
 

@@ -53,6 +53,7 @@ from .backbones import Backbone, load_backbone
 from .errors import LayerExplorerError
 from .features import ExtractionResult, Failure, FeatureExtractor
 from .images import load_image, sanitize_name
+from .runtime import THREADS_ENV
 from .sources import ImageFile
 
 __all__ = [
@@ -102,7 +103,8 @@ class ExtractionPlan:
     """What to compute, as plain values that travel to every worker (each rebuilds the model from it).
 
     ``input_size`` is the backbone's as loaded (None: a native-size model). ``runtime`` names the
-    inference runtime each worker uses; today the core has one, TensorFlow.
+    inference runtime each worker uses (``auto``, ``tensorflow`` or ``openvino``; see
+    :mod:`extractor.runtime`): workers on one machine share the on-disk conversion cache.
     """
 
     backbone: str
@@ -119,18 +121,20 @@ class ExtractionPlan:
     @classmethod
     def from_backbone(cls, backbone: Backbone, layers: Sequence[str], poolings: Sequence[str], *,
                       source: str | None = None, resize: str = "stretch", precision: str = "float32",
-                      batch_size: int = 32) -> ExtractionPlan:
+                      runtime: str = "auto", batch_size: int = 32) -> ExtractionPlan:
         """The plan for a backbone loaded on the driver, checked by building its extractor once here.
 
         ``source`` is what the backbone was loaded from (a registry name or a ``.keras`` path that
         every worker can read; default the registry name). Building the extractor here validates
         layers, poolings and resize before any worker starts.
         """
-        fx = FeatureExtractor(backbone, list(layers), list(poolings), precision=precision, resize=resize)
+        # Validation only: TensorFlow here, so the driver never pays for a conversion the workers make.
+        fx = FeatureExtractor(backbone, list(layers), list(poolings), precision=precision, resize=resize,
+                              runtime="tensorflow")
         size = backbone.input_size
         return cls(backbone=str(source or backbone.name), weights=backbone.weights_request, layers=tuple(fx.layers),
                    poolings=tuple(fx.poolings), input_size=None if size is None else (int(size[0]), int(size[1])),
-                   resize=resize, precision=precision, batch_size=int(batch_size),
+                   resize=resize, precision=precision, runtime=runtime, batch_size=int(batch_size),
                    weights_description=backbone.weights.description)
 
     @property
@@ -308,15 +312,11 @@ def _strip_name(message: str, name: str) -> str:
 
 
 def _build_extractor(plan: ExtractionPlan) -> FeatureExtractor:
-    """THE one place a worker builds its extractor from the plan.
-
-    When FeatureExtractor gains ``runtime=`` (the faster-engine issue), pass
-    ``runtime=plan.runtime`` here; nothing else in this module changes.
-    """
+    """THE one place a worker builds its extractor from the plan."""
     backbone = load_backbone(plan.backbone, weights=plan.weights,
                              input_size="native" if plan.input_size is None else plan.input_size)
     return FeatureExtractor(backbone, list(plan.layers), list(plan.poolings), precision=plan.precision,
-                            resize=plan.resize)
+                            resize=plan.resize, runtime=plan.runtime)
 
 
 class _EmbedBatch:
@@ -325,8 +325,9 @@ class _EmbedBatch:
     def __init__(self, plan: ExtractionPlan, threads: int):
         import tensorflow as tf
 
-        # TensorFlow sizes its pools to the whole machine; an actor owns only its CPUs.
+        # TensorFlow and OpenVINO size their pools to the whole machine; an actor owns only its CPUs.
         threads = max(1, int(threads))
+        os.environ[THREADS_ENV] = str(threads)
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))

@@ -116,11 +116,12 @@ def _validate(features: Mapping[str, np.ndarray], names: Sequence[str], labels: 
 # --------------------------------------------------------------------------- features
 
 
-def features_to_npz(features, names, labels=None) -> bytes:
+def features_to_npz(features, names, labels=None, *, provenance: Mapping[str, str] | None = None) -> bytes:
     """An uncompressed .npz: ``paths``, optional ``labels``, and one (N, C) float32 array per key.
 
     Strings are stored as fixed-width unicode, so ``np.load(f)`` needs no ``allow_pickle``.
     Uncompressed because pooled float features barely compress and zlib would cost seconds.
+    ``provenance`` (e.g. ``{"runtime": "openvino", "precision": "float32"}``) adds one string entry each.
 
     Example:
         >>> blob = features_to_npz({"b5/avg": np.zeros((1, 3))}, ["x.png"])
@@ -131,6 +132,10 @@ def features_to_npz(features, names, labels=None) -> bytes:
     arrays: dict[str, np.ndarray] = {NAMES_KEY: np.array(names, dtype=str)}
     if labels is not None:
         arrays[LABELS_KEY] = np.array(labels, dtype=str)
+    for key, value in (provenance or {}).items():
+        if key in feats or key in _RESERVED:
+            raise ExportError(f"A provenance entry can't be called {key!r}: a feature or column has that name.")
+        arrays[key] = np.array(str(value))
     arrays.update(feats)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -162,10 +167,11 @@ def features_to_table(features, names, labels=None, *, wide: bool = False) -> pd
     return pd.DataFrame(columns)
 
 
-def features_to_parquet(features, names, labels=None) -> bytes:
+def features_to_parquet(features, names, labels=None, *, provenance: Mapping[str, str] | None = None) -> bytes:
     """Parquet bytes: ``paths``, ``labels`` (when given), one ``fixed_size_list<float32>[C]`` column per key.
 
-    :func:`read_features` gives back exactly the same arrays.
+    :func:`read_features` gives back exactly the same arrays. ``provenance`` entries (runtime,
+    precision) go into the schema metadata, beside the keys.
 
     Example:
         >>> blob = features_to_parquet({"b/avg": np.eye(2)}, ["a", "b"])
@@ -183,7 +189,9 @@ def features_to_parquet(features, names, labels=None) -> bytes:
         if key in _OLD_COLUMNS:  # the reader takes these for the old names/labels columns
             raise ExportError(f"A feature key can't be called {key!r} in parquet (it is a metadata column).")
         cols[key] = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), type=pa.float32()), arr.shape[1])
-    meta = {_PARQUET_META_KEY: json.dumps({"format": 1, "keys": list(feats)}).encode()}
+    info = {"format": 1, "keys": list(feats)}
+    info.update({str(k): str(v) for k, v in (provenance or {}).items() if k not in info})
+    meta = {_PARQUET_META_KEY: json.dumps(info).encode()}
     table = pa.table(cols).replace_schema_metadata(meta)
     buf = io.BytesIO()
     pq.write_table(table, buf)
@@ -252,7 +260,8 @@ def _read_npz(data: bytes):
         try:
             names = [str(s) for s in npz["paths"]]
             labels = [str(s) for s in npz["labels"]] if "labels" in npz.files else None
-            feats = {key: np.asarray(npz[key]) for key in npz.files if key not in _RESERVED}
+            arrays = {key: np.asarray(npz[key]) for key in npz.files if key not in _RESERVED}
+            feats = {key: a for key, a in arrays.items() if a.ndim}  # 0-d strings are provenance (runtime, ...)
         except ValueError as exc:  # e.g. object arrays, which would need pickle: never loaded
             raise ExportError(f"Could not read the .npz file: {exc}") from None
     return feats, names, labels

@@ -18,12 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,17 @@ from .backbones import Backbone, preprocess_tensor, rebuild_backbone
 from .errors import Failure, LayerExplorerError
 from .layers import SEPARATOR, LayerInfo, feature_key, feature_layers, find_layer, split_key
 from .pooling import check_poolings, pool, pooled_dim
+from .runtime import (
+    ConversionError,
+    GraphPlan,
+    OpenVINOEngine,
+    TensorFlowEngine,
+    convert,
+    is_converted,
+    resolve_runtime,
+    start_conversion,
+    weights_digest,
+)
 
 __all__ = [
     "FeatureExtractor",
@@ -50,6 +63,8 @@ __all__ = [
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_MAX_RAW_BYTES = 512 * 2**20
 _NATIVE_WINDOW_BATCHES = 4
+
+log = logging.getLogger(__name__)
 
 
 class ExtractionRequestError(LayerExplorerError):
@@ -79,6 +94,8 @@ class ExtractionResult:
     failures: list[Failure] = field(default_factory=list)
     notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an input that was used
     seconds: float = 0.0
+    runtime: str = "tensorflow"  # the engine that computed these features
+    precision: str = "float32"  # the precision it ran at
 
     @property
     def has_labels(self) -> bool:
@@ -119,6 +136,15 @@ class FeatureExtractor:
         precision: ``float32`` or ``bfloat16`` (Keras mixed precision; features come back float32).
         resize: ``stretch``, ``center-crop``, ``pad`` or ``native`` (each image at its own size).
         max_raw_bytes: cap on the memory ``none``/``flatten`` outputs may take for one call.
+        runtime: ``auto`` (OpenVINO on a CPU when installed, else TensorFlow), ``tensorflow`` or
+            ``openvino`` (see :mod:`extractor.runtime`). Under ``auto`` a model OpenVINO cannot convert
+            runs on TensorFlow and :attr:`runtime_note` says why; under ``openvino`` it raises
+            :class:`~extractor.runtime.ConversionError`.
+        background: with ``runtime="auto"``, don't wait for a conversion the cache lacks: serve
+            TensorFlow until it lands on a background thread, then switch (:meth:`is_ready`).
+
+    :attr:`runtime` and :attr:`precision` say what actually runs; each :class:`ExtractionResult`
+    says what computed it.
     """
 
     def __init__(
@@ -130,10 +156,9 @@ class FeatureExtractor:
         precision: str = "float32",
         resize: str = "stretch",
         max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES,
+        runtime: str = "auto",
+        background: bool = False,
     ):
-        import keras
-        import tensorflow as tf
-
         from .images import RESIZE_POLICIES
 
         if precision not in PRECISIONS:
@@ -156,7 +181,7 @@ class FeatureExtractor:
                 )
 
         self.backbone = backbone
-        self.precision = precision
+        self.requested_precision = precision
         self.resize = resize
         self.max_raw_bytes = int(max_raw_bytes)
         table = feature_layers(backbone.model)
@@ -164,35 +189,142 @@ class FeatureExtractor:
         self.layers = [info.name for info in self.layer_infos]
         self.input_size = None if resize == "native" else (backbone.input_size or backbone.spec.input_size)
 
+        self.keys = [feature_key(layer, p) for layer in self.layers for p in self.poolings]
+        self.traces = 0  # Python-side trace count of the TensorFlow forward (one per precision built)
+        self.forward_calls = 0  # counted so callers (benchmarks, the app) can prove caching works
+        self._lock = threading.Lock()
+        self._tf_functions: dict[str | None, tuple] = {}
+        self.requested_runtime = runtime
+        self.runtime_note: str | None = None  # a one-line note when the runtime asked for could not serve
+        self.plan: GraphPlan | None = None
+        self._conversion: Future | None = None
+        resolved = resolve_runtime(runtime)
+        if resolved == "tensorflow":
+            self._engine = self._tensorflow_engine()
+            return
+        self.plan = GraphPlan(backbone.name, weights_digest(backbone.model), tuple(self.layers), tuple(self.poolings),
+                              self.input_size, backbone.spec.preprocessing)
+        # OpenVINO converts the float32 graph for both precisions; bfloat16 is its compile-time hint.
+        function = self._tf_function(None)[0]
+        if background and runtime == "auto" and not is_converted(self.plan):
+            # Serve TensorFlow now; switch to OpenVINO when the background conversion lands.
+            self._engine = self._tensorflow_engine()
+            self._conversion = start_conversion(self.plan, function, self._check_conversion)
+            self._conversion.add_done_callback(self._adopt_conversion)
+            return
+        try:
+            self._engine = self._openvino_engine(convert(self.plan, function, self._check_conversion))
+        except ConversionError as exc:
+            if runtime == "openvino":
+                raise
+            self._fall_back(exc)
+
+    # ------------------------------------------------------------------ runtime
+    @property
+    def runtime(self) -> str:
+        """The engine serving calls right now: ``"tensorflow"`` or ``"openvino"``."""
+        return self._engine.name
+
+    @property
+    def precision(self) -> str:
+        """The precision that actually runs (``float32`` or ``bfloat16``)."""
+        return self._engine.precision
+
+    def is_ready(self) -> bool:
+        """False while a background OpenVINO conversion is still running (TensorFlow serves meanwhile)."""
+        return self._conversion is None or self._conversion.done()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a background conversion has finished (and been adopted); True when ready."""
+        if self._conversion is None:
+            return True
+        try:
+            self._conversion.result(timeout)
+        except ConversionError:
+            pass
+        except TimeoutError:
+            return False
+        with self._lock:  # the done-callback swaps the engine under this lock
+            return True
+
+    def _tf_function(self, policy: str | None):
+        """(tf.function, its one concrete function, the Keras cut) for a dtype policy, traced once and kept."""
+        if policy in self._tf_functions:
+            return self._tf_functions[policy]
+        import keras
+        import tensorflow as tf
+
+        backbone = self.backbone
         # The network at the size this extractor feeds it (None: native) and in its precision;
         # same weights, rebuilt only when something differs from the backbone as loaded.
-        policy = "mixed_bfloat16" if precision == "bfloat16" else None
         model = backbone.model
         if self.input_size != backbone.input_size or policy:
             model = rebuild_backbone(backbone, input_size=self.input_size or "native", dtype_policy=policy).model
-
         scope = re.sub(r"[^A-Za-z0-9_.-]", "_", backbone.name)  # TensorFlow name scopes refuse spaces etc.
-        self._model = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")
+        cut = keras.Model(model.inputs, _layer_outputs(model, self.layers), name=f"{scope}_extractor")
         mode = backbone.spec.preprocessing
-        keys = [(layer, pooling) for layer in self.layers for pooling in self.poolings]
-        self.keys = [feature_key(lyr, p) for lyr, p in keys]
+        layers, poolings = list(self.layers), list(self.poolings)
 
         def forward(images):
+            self.traces += 1  # runs only while tracing
             x = preprocess_tensor(tf.cast(images, tf.float32), mode)
-            maps = self._model(x, training=False)
+            maps = cut(x, training=False)
             maps = maps if isinstance(maps, (list, tuple)) else [maps]
             out = {}
-            for layer, fmap in zip(self.layers, maps, strict=False):
+            for layer, fmap in zip(layers, maps, strict=True):
                 fmap = tf.cast(fmap, tf.float32)
-                for pooling in self.poolings:
+                for pooling in poolings:
                     out[feature_key(layer, pooling)] = pool(fmap, pooling)
             return out
 
         h, w = self.input_size or (None, None)
-        self._forward = tf.function(
-            forward, input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)], reduce_retracing=True
-        )
-        self.forward_calls = 0  # counted so callers (benchmarks, the app) can prove caching works
+        function = tf.function(forward, input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8, name="images")])
+        # Calls go to the concrete function: it cannot retrace, and it bypasses tf.function's
+        # frequent-retracing detector, which keys on forward's code object — shared by every
+        # FeatureExtractor, so building several (a sweep, the app's configurations) tripped the warning.
+        self._tf_functions[policy] = (function, function.get_concrete_function(), cut)
+        return self._tf_functions[policy]
+
+    def _tensorflow_engine(self) -> TensorFlowEngine:
+        policy = "mixed_bfloat16" if self.requested_precision == "bfloat16" else None
+        return TensorFlowEngine(self._tf_function(policy)[1], self.requested_precision)
+
+    def _openvino_engine(self, xml) -> OpenVINOEngine:
+        try:
+            return OpenVINOEngine(xml, self.requested_precision, keys=self.keys)
+        except ConversionError:
+            raise
+        except Exception as exc:  # a compile failure is a conversion failure for the user
+            reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+            raise ConversionError(f"OpenVINO could not compile {self.backbone.name!r} ({reason}).", reason) from exc
+
+    def _check_conversion(self, xml) -> None:
+        """Refuse a converted graph whose float32 outputs differ from TensorFlow's on one batch."""
+        h, w = self.input_size or self.backbone.spec.input_size
+        batch = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        expected = TensorFlowEngine(self._tf_function(None)[1], "float32")(batch)
+        got = OpenVINOEngine(xml, "float32", keys=self.keys)(batch)
+        for key in self.keys:
+            scale = float(np.max(np.abs(expected[key]))) + 1e-6
+            error = float(np.max(np.abs(got[key] - expected[key]))) / scale
+            if not np.isfinite(error) or error > 1e-3:
+                reason = f"its output {key} differs from TensorFlow's by {error:.1e} (relative)"
+                raise ConversionError(f"OpenVINO's conversion of {self.backbone.name!r} is not faithful: {reason}.",
+                                      reason)
+
+    def _fall_back(self, exc: ConversionError) -> None:
+        self.runtime_note = f"OpenVINO could not run this model ({exc.reason}); running on TensorFlow instead."
+        log.warning("%s: %s", self.backbone.name, self.runtime_note)
+        self._engine = self._tensorflow_engine()
+
+    def _adopt_conversion(self, future: Future) -> None:
+        with self._lock:
+            try:
+                self._engine = self._openvino_engine(future.result())
+            except ConversionError as exc:
+                self._fall_back(exc)
+            except Exception as exc:  # never let a background failure go unsaid
+                self._fall_back(ConversionError(str(exc), f"{type(exc).__name__}: {exc}"))
 
     # ------------------------------------------------------------------ public
     def dims(self) -> dict[str, int | None]:
@@ -233,6 +365,7 @@ class FeatureExtractor:
         total = len(items)
         self.check_memory(total)
         start = time.perf_counter()
+        engine = self._engine  # one engine for the whole call, even if a background conversion lands
         workers = workers or min(4, os.cpu_count() or 2)
         chunks: dict[str, list[np.ndarray]] = {key: [] for key in self.keys}
         names, labels, indices, failures, notes = [], [], [], [], []
@@ -265,7 +398,7 @@ class FeatureExtractor:
                     else:
                         ready.append((i, name, label, pixels))
                 for group in self._groups(ready, batch_size):
-                    out = self._run(np.stack([g[3] for g in group]))
+                    out = self._run(np.stack([g[3] for g in group]), engine)
                     for key in self.keys:
                         chunks[key].append(out[key])
                     for i, name, label, _ in group:
@@ -290,15 +423,16 @@ class FeatureExtractor:
             labels=[labels[j] for j in order],
             indices=[indices[j] for j in order],
             failures=failures,
-            notes=notes,
+            notes=notes + ([self.runtime_note] if self.runtime_note else []),
             seconds=time.perf_counter() - start,
+            runtime=engine.name,
+            precision=engine.precision,
         )
 
     # ------------------------------------------------------------------ internals
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, engine=None) -> dict[str, np.ndarray]:
         self.forward_calls += 1
-        out = self._forward(batch)
-        return {key: value.numpy() for key, value in out.items()}
+        return (engine or self._engine)(batch)
 
     def _shape_at_input(self, info: LayerInfo):
         if info.shape[0] is not None or self.input_size is None:

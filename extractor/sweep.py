@@ -60,18 +60,20 @@ def sweep_layers(backbone: Backbone) -> list[str]:
 
 
 def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray | None = None,
-                repeats: int = 2, seed: int = 0) -> dict[str, float]:
+                repeats: int = 2, seed: int = 0, runtime: str = "auto") -> dict[str, float]:
     """Milliseconds per image to extract each layer alone (network cut there), on a probe batch.
 
-    Without ``images``, the probe is a batch of random images at the backbone's input size.
+    Without ``images``, the probe is a batch of random images at the backbone's input size. Timed on
+    ``runtime`` (:mod:`extractor.runtime`), the engine the extraction runs on; with OpenVINO the first
+    sweep of a backbone converts each cut once (cached on disk after that).
     """
     if images is None:
         size = backbone.input_size or backbone.spec.input_size
         images = np.random.default_rng(seed).integers(0, 256, (_PROBE_IMAGES, *size, 3), dtype=np.uint8)
     costs = {}
     for layer in layers:
-        fx = FeatureExtractor(backbone, [layer], ["avg"])
-        fx.run_batch(images)  # trace and warm
+        fx = FeatureExtractor(backbone, [layer], ["avg"], runtime=runtime)
+        fx.run_batch(images)  # warm
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
@@ -116,6 +118,7 @@ def run_sweep(
     batch_size: int = 32,
     resize: str = "stretch",
     precision: str = "float32",
+    runtime: str = "auto",
     labels: Sequence[str | None] | None = None,
     k: int = 5,
     folds: int = 5,
@@ -133,14 +136,14 @@ def run_sweep(
     layers = list(layers) if layers else sweep_layers(backbone)
     poolings = check_poolings(poolings)
     if extraction is None:
-        fx = FeatureExtractor(backbone, layers, poolings, resize=resize, precision=precision)
+        fx = FeatureExtractor(backbone, layers, poolings, resize=resize, precision=precision, runtime=runtime)
         extraction = fx.extract(inputs, batch_size=batch_size, progress=progress)
     depth = {info.name: info.depth for info in feature_layers(backbone.model)}
     table = score_sweep(
         extraction.features,
         list(labels) if labels is not None else extraction.labels,
         depths={name: depth[name] for name in layers},
-        costs_ms=layer_costs(backbone, layers, seed=seed) if measure_cost else None,
+        costs_ms=layer_costs(backbone, layers, seed=seed, runtime=runtime) if measure_cost else None,
         k=k,
         folds=folds,
         seed=seed,

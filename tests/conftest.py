@@ -18,6 +18,8 @@ _KERAS_HOME = Path(tempfile.mkdtemp(prefix="layer-explorer-keras-home-"))
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# OpenVINO conversions land in a per-run cache, never in the user's ~/.cache.
+os.environ["LAYER_EXPLORER_OV_CACHE"] = tempfile.mkdtemp(prefix="layer-explorer-ov-cache-")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -81,10 +81,10 @@ def small_vgg():
 
 
 def test_new_batch_size_does_not_retrace(small_vgg, images):
-    fx = FeatureExtractor(small_vgg, ["block2_pool"], ["avg"])
+    fx = FeatureExtractor(small_vgg, ["block2_pool"], ["avg"], runtime="tensorflow")
     for n in (1, 3, 5, 2):
         fx.run_batch(images[:n])
-    assert fx._forward.experimental_get_tracing_count() == 1
+    assert fx.traces == 1
 
 
 def test_gem_and_avgmax_match_numpy(small_vgg, images):
@@ -203,8 +203,8 @@ def test_sequential_that_was_never_called():
 
 def test_bfloat16_features_stay_close_to_float32(small_vgg, images):
     f32 = FeatureExtractor(small_vgg, ["block4_pool"], ["avg"]).extract(list(images)).features["block4_pool/avg"]
-    bf16 = FeatureExtractor(small_vgg, ["block4_pool"], ["avg"], precision="bfloat16")
-    assert bf16._model.layers[1].compute_dtype == "bfloat16"
+    bf16 = FeatureExtractor(small_vgg, ["block4_pool"], ["avg"], precision="bfloat16", runtime="tensorflow")
+    assert bf16._tf_function("mixed_bfloat16")[2].layers[1].compute_dtype == "bfloat16"
     got = bf16.extract(list(images)).features["block4_pool/avg"]
     assert got.dtype == np.float32
     cosine = (got * f32).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(f32, axis=1))
@@ -221,10 +221,13 @@ def test_progress_callback_reaches_total(small_vgg, images):
 
 def test_bfloat16_really_applies_to_every_kind_of_backbone():
     """Registry, demo (which pins its layers' dtype) and in-memory models all compute in bfloat16."""
-    demo = FeatureExtractor(load_backbone("demo-shapes"), ["block2_pool"], ["avg"], precision="bfloat16")
+    demo = FeatureExtractor(load_backbone("demo-shapes"), ["block2_pool"], ["avg"], precision="bfloat16",
+                            runtime="tensorflow")
     custom_model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="c")])
-    custom = FeatureExtractor(backbone_from_model(custom_model), ["c"], ["avg"], precision="bfloat16")
+    custom = FeatureExtractor(backbone_from_model(custom_model), ["c"], ["avg"], precision="bfloat16",
+                              runtime="tensorflow")
     for fx in (demo, custom):
-        conv = next(layer for layer in fx._model.layers if isinstance(layer, keras.layers.Conv2D))
+        cut = fx._tf_function("mixed_bfloat16")[2]
+        conv = next(layer for layer in cut.layers if isinstance(layer, keras.layers.Conv2D))
         assert conv.compute_dtype == "bfloat16"
         assert fx.extract([np.zeros((32, 32, 3), np.uint8)]).features[fx.keys[0]].dtype == np.float32
