@@ -14,9 +14,10 @@ import time
 
 import numpy as np
 import pytest
+from app_support import assert_clean, open_app
 from streamlit.testing.v1 import AppTest
 
-from extractor import FeatureExtractor, load_backbone
+from extractor import FeatureExtractor, load_backbone, runtime
 from extractor.demo import load_demo_set
 from ui import cache, inference_slot, session_watch
 from ui.config import BackboneConfig
@@ -144,8 +145,9 @@ def _warm(lanes):
 def _reference(per_class=20):
     images = load_demo_set("shapes", per_class=per_class, size=64).images
     backbone = load_backbone("demo-shapes")
-    pooled = FeatureExtractor(backbone, ["block3_pool"], ["max"]).extract(images).features["block3_pool/max"]
-    maps = FeatureExtractor(backbone, ["block2_pool"], ["none"]).run_batch(np.stack([images[5]]))
+    pooled = FeatureExtractor(backbone, ["block3_pool"], ["max"], runtime="tensorflow").extract(images)
+    pooled = pooled.features["block3_pool/max"]
+    maps = FeatureExtractor(backbone, ["block2_pool"], ["none"], runtime="tensorflow").run_batch(np.stack([images[5]]))
     return pooled, np.asarray(maps["block2_pool/none"][0])
 
 
@@ -249,3 +251,35 @@ def test_the_model_pool_evicts_beyond_its_bound_and_rebuilds_with_the_same_numbe
     again = cache.get_extractor(trained, ("block4_pool",), ("avg",))
     assert again is not first, "rebuilt on demand"
     np.testing.assert_allclose(again.run_batch(images)["block4_pool/avg"], before, rtol=1e-6, atol=1e-6)
+
+
+def test_the_first_render_under_auto_never_waits_for_an_openvino_conversion(monkeypatch):
+    """A conversion held at a gate: the page still renders (TensorFlow), and the sidebar says what ran."""
+    pytest.importorskip("openvino")
+    gate, started = threading.Event(), threading.Event()
+    original = runtime._convert_now
+
+    def held(*args, **kwargs):
+        started.set()
+        assert gate.wait(WAIT_S)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "_convert_now", held)
+    try:
+        at = open_app()
+        assert at.radio(key="sb_runtime").value == "auto"
+        at.radio(key="sb_weights").set_value("random")  # fresh random weights: a graph never converted before
+        at.run()
+        assert_clean(at)
+        assert started.is_set(), "no background conversion was started"
+        at.run()  # the sidebar is drawn before the page: it reports the engine of the previous run
+        captions = [c.value for c in at.sidebar.caption]
+        assert any(c.startswith("Runs on TensorFlow, float32 (converting for OpenVINO") for c in captions), captions
+    finally:
+        gate.set()
+    at.radio(key="sb_runtime").set_value("tensorflow")
+    at.run()
+    at.run()
+    assert_clean(at)
+    captions = [c.value for c in at.sidebar.caption]
+    assert "Runs on TensorFlow, float32." in captions, captions

@@ -60,7 +60,7 @@ from extractor.images import InvalidImageError
 from . import custom_model
 from .config import BackboneConfig, build_extractor
 from .image_set import ImageSet
-from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model
+from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model, shared_models
 
 __all__ = [
     "THUMBNAIL_SIZE",
@@ -71,6 +71,8 @@ __all__ = [
     "array_digest",
     "load_backbone_cached",
     "get_extractor",
+    "EngineInfo",
+    "engine_info",
     "demo_images",
     "decode_thumbnails",
     "network_view",
@@ -141,12 +143,44 @@ def _shared_extractor(config: BackboneConfig, layers: tuple[str, ...], poolings:
         # The backbone first, outside any slot (it may be another session's build in progress);
         # an extractor keeps its backbone alive, so both belong to the backbone's group in the pool.
         backbone, _ = _shared_backbone(config.name, config.weights, config.input_size)
-        with st.spinner("Preparing the feature extractor…"), inference_slot():
+        # Under "auto" a missing OpenVINO conversion runs in the background (TensorFlow serves at
+        # once); only an explicit "openvino" choice waits for it, and the spinner says so.
+        text = ("Preparing the feature extractor (converting it for OpenVINO the first time: once per "
+                "configuration, then cached on disk)…" if config.runtime == "openvino"
+                else "Preparing the feature extractor…")
+        with st.spinner(text), inference_slot():
             fx = build_extractor(backbone, config, layers, poolings)
             fx.warm()
         return fx
 
     return shared_model(("extractor", config, tuple(layers), tuple(poolings)), build, group=group)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What runs a configuration's extractors now (for the sidebar's runtime line)."""
+
+    runtime: str  # "tensorflow" or "openvino": the engine serving calls now
+    precision: str  # "float32" or "bfloat16": what actually runs
+    converting: bool  # an OpenVINO conversion is under way in the background (TensorFlow serves meanwhile)
+    note: str | None = None  # e.g. why OpenVINO could not serve this model
+
+
+def engine_info(config: BackboneConfig) -> EngineInfo | None:
+    """The runtime and precision that actually ran ``config`` (its most recent extractor); None before any ran.
+
+    Looks only at extractors already built (never builds one, never counts as a use).
+    """
+    if custom_model.is_custom(config.name):
+        held = custom_model.current()
+        built = [fx for key, fx in (held.extractors.items() if held else ()) if key[0] == config]
+    else:
+        built = [fx for key, fx in shared_models("extractor") if key[1] == config and fx is not None]
+    if not built:
+        return None
+    latest = built[-1]
+    note = next((fx.runtime_note for fx in built if fx.runtime_note), None)
+    return EngineInfo(latest.runtime, latest.precision, any(not fx.is_ready() for fx in built), note)
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ __all__ = [
     "batch_job",
     "batch_slot",
     "shared_model",
+    "shared_models",
     "start_watch",
 ]
 
@@ -120,6 +121,11 @@ def batch_slot(heavy: bool = True) -> Iterator[None]:
 def shared_model(key, build: Callable[[], T], group=None) -> T:
     """``MODELS.get``: the network or extractor for ``key`` (plain values), built with ``build()`` once for everyone."""
     return MODELS.get(key, build, group=group)
+
+
+def shared_models(kind: str) -> list:
+    """``(key, object)`` for every pooled key whose first element is ``kind`` ("backbone", "extractor"); no use counted."""
+    return [(key, MODELS.peek(key)) for key in MODELS.keys() if isinstance(key, tuple) and key and key[0] == kind]
 
 
 def start_watch() -> None:

@@ -120,6 +120,17 @@ class ModelPool:
                 self._on_evict(gone_group, objects)
         return value
 
+    def peek(self, key: Hashable, default: Any = None) -> Any:
+        """The object held for ``key``, or ``default``; never builds, and counts as no use (no LRU move, no hit).
+
+        >>> pool = ModelPool()
+        >>> pool.peek("a"), pool.get("a", lambda: 1), pool.peek("a")
+        (None, 1, 1)
+        """
+        with self._lock:
+            group = self._group_of.get(key)
+            return default if group is None else self._groups[group][key]
+
     def discard(self, group: Hashable) -> bool:
         """Drop one configuration (e.g. a file that changed on disk); whether it was held."""
         with self._lock:

@@ -33,6 +33,7 @@ from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUn
 from extractor.backbones import keras_cache_dir
 from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
+from extractor.runtime import RUNTIMES, openvino_available
 from extractor.sources import UploadLimits, gather_uploads
 
 from . import cache, custom_model
@@ -84,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "sb_weights_path": "",
     "sb_resize": "stretch",
     "sb_precision": "float32",
+    "sb_runtime": "auto",
 }
 
 _RESOLVED_KEY = "_resolved_backbone"  # (request signature, ResolvedBackbone) of this run
@@ -210,7 +212,16 @@ def backbone_request() -> BackboneConfig:
         input_size=size,
         resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
         precision=precision if precision in PRECISIONS else "float32",
+        runtime=_runtime_choice(),
     )
+
+
+def _runtime_choice() -> str:
+    """The sidebar's runtime (auto / tensorflow / openvino); openvino only where it is installed."""
+    runtime = st.session_state.get("sb_runtime", "auto")
+    if runtime not in RUNTIMES or (runtime == "openvino" and not openvino_available()):
+        return "auto"
+    return runtime
 
 
 def begin_run() -> None:
@@ -275,6 +286,7 @@ def _resolve_custom() -> ResolvedBackbone:
         held.config_name, "upload", held.input_size,
         resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
         precision=precision if precision in PRECISIONS else "float32",
+        runtime=_runtime_choice(),
     )
     return ResolvedBackbone(config, held.backbone, held.layers)
 
