@@ -283,3 +283,43 @@ def test_the_first_render_under_auto_never_waits_for_an_openvino_conversion(monk
     assert_clean(at)
     captions = [c.value for c in at.sidebar.caption]
     assert "Runs on TensorFlow, float32." in captions, captions
+
+
+def test_a_batch_job_waiting_in_line_stops_when_the_user_presses_a_button(monkeypatch):
+    """Streamlit interrupts a run at its next element call; a job waiting in line makes none, so it asks."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+
+    from ui.work_lanes import JobCancelled
+
+    lanes = WorkLanes(slots=1, max_batch_jobs=1)
+    monkeypatch.setattr(inference_slot, "LANES", lanes)
+    requests = ScriptRequests()
+    monkeypatch.setattr(session_watch, "get_script_run_ctx", lambda **kw: SimpleNamespace(script_requests=requests))
+    assert session_watch.rerun_requested()() is False
+    hold, errors = threading.Event(), []
+
+    def first():
+        with inference_slot.batch_job("other") as job, job.chunk():
+            hold.wait(WAIT_S)
+
+    def second():
+        try:
+            with inference_slot.batch_job("me") as job, job.chunk():
+                errors.append("ran")
+        except JobCancelled:
+            errors.append("stopped")
+
+    a = threading.Thread(target=first, daemon=True)
+    a.start()
+    wait_until(lambda: len(lanes.snapshot().running_jobs) == 1, "the first job runs")
+    b = threading.Thread(target=second, daemon=True)
+    b.start()
+    wait_until(lambda: len(lanes.snapshot().queued_jobs) == 1, "the second job waits in line")
+    requests.request_rerun(RerunData())  # the user pressed Cancel (or any widget) in that session
+    b.join(WAIT_S)
+    assert errors == ["stopped"]
+    hold.set()
+    a.join(WAIT_S)
+    assert lanes.sessions() == set()

@@ -88,6 +88,9 @@ def batch_job(session_id: str | None = None, *, chunks: int | None = None,
               on_status: Callable[[JobStatus], None] | None = None) -> Iterator[BatchJob]:
     """One batch job of ``session_id`` (default: the calling Streamlit session), stopped when it goes away.
 
+    It also stops (at its next chunk, or while it waits in line) when Streamlit asks the run to
+    stop: the user pressed Cancel or used another widget, which would interrupt the run anyway.
+
     Inside a batch job of this thread it is that job (a sweep's extraction is part of the sweep).
     """
     sid = session_watch.current_session_id() if session_id is None else session_id
@@ -101,7 +104,12 @@ def batch_job(session_id: str | None = None, *, chunks: int | None = None,
         def on_status(status: JobStatus) -> None:
             context.run(report, status)
 
-    with LANES.batch(sid, chunks=chunks, on_status=on_status, is_alive=session_watch.alive_check(sid)) as job:
+    connected, interrupted = session_watch.alive_check(sid), session_watch.rerun_requested()
+
+    def is_alive() -> bool:  # the tab is there, and the user has not moved on (Cancel, another widget)
+        return connected() and not interrupted()
+
+    with LANES.batch(sid, chunks=chunks, on_status=on_status, is_alive=is_alive) as job:
         yield job
 
 

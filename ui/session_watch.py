@@ -31,11 +31,13 @@ import time
 from collections.abc import Callable
 
 from streamlit import runtime
+from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from .work_lanes import WorkLanes
 
-__all__ = ["GRACE_S", "current_session_id", "session_active", "alive_check", "SessionWatcher", "watch"]
+__all__ = ["GRACE_S", "current_session_id", "session_active", "alive_check", "rerun_requested", "SessionWatcher",
+           "watch"]
 
 GRACE_S = 10.0  # a session inactive this long is gone (Streamlit's reconnect window is longer; work stops sooner)
 _INTERVAL_S = 2.0
@@ -79,6 +81,31 @@ def alive_check(session_id: str, grace_s: float = GRACE_S,
                 is_active: Callable[[str], bool] = session_active) -> Callable[[], bool]:
     """An ``is_alive`` callable for ``WorkLanes.batch``/``run_batch``: false once the session is gone."""
     return _Grace(session_id, is_active, grace_s)
+
+
+def rerun_requested() -> Callable[[], bool]:
+    """For the calling script run: a callable, true once Streamlit wants this run to stop.
+
+    That is when the user used a widget (pressed Cancel, clicked elsewhere) or the session is
+    stopping. Streamlit interrupts a run at its next element call; a batch job waiting in line or
+    for a slot makes none, so it asks this instead (and stops, as the run would have). Reads
+    Streamlit's pending request the way ``ScriptRequests.on_scriptrunner_yield`` does, without
+    consuming it: a fragment's rerun that would not pre-empt the run does not count. Outside a
+    script run (tests, threads) it is always false.
+    """
+    ctx = get_script_run_ctx(suppress_warning=True)
+    requests = getattr(ctx, "script_requests", None) if ctx is not None else None
+
+    def pending() -> bool:
+        state = getattr(requests, "_state", None)
+        if state == ScriptRequestType.STOP:
+            return True
+        if state != ScriptRequestType.RERUN:
+            return False
+        data = getattr(requests, "_rerun_data", None)
+        return not (data is not None and bool(data.fragment_id_queue) and not data.is_fragment_scoped_rerun)
+
+    return pending
 
 
 class SessionWatcher:
