@@ -323,3 +323,20 @@ def test_a_batch_job_waiting_in_line_stops_when_the_user_presses_a_button(monkey
     hold.set()
     a.join(WAIT_S)
     assert lanes.sessions() == set()
+
+
+def test_layer_selection_says_sweep_cancelled_after_cancel_and_shows_the_about_expander():
+    """The page's side of Cancel (the button's callback marks it; the next run says so), and the sidebar's limits."""
+    from ui import sweeps
+
+    at = open_app("pages/layer_selection.py")
+    at.session_state[sweeps.SWEEP_CANCELLED_KEY] = True  # what cancel_sweep leaves for the run that follows
+    at.run()
+    assert_clean(at)
+    assert any(w.value.startswith("Sweep cancelled") for w in at.warning), [w.value for w in at.warning]
+    at.run()
+    assert not any(w.value.startswith("Sweep cancelled") for w in at.warning), "said once, not on every run"
+    assert "About this server" in [e.label for e in at.sidebar.expander]
+    limits = at.sidebar.expander[-1].dataframe[0].value
+    assert list(limits["value"]) == [inference_slot.LIMITS.max_batch_jobs, inference_slot.LIMITS.max_models,
+                                     inference_slot.LIMITS.max_images_per_session]
