@@ -31,6 +31,8 @@ NO_LABELS_HELP = (
     "carry variance) and extraction time."
 )
 
+SWEEP_CANCELLED = ("Sweep cancelled: nothing was scored. Features extracted so far are kept, so **Run sweep** "
+                   "continues from where it stopped.")
 
 
 def settings(blocks, table):
@@ -58,6 +60,8 @@ def settings(blocks, table):
 def run(blocks, poolings, k, folds, images, backbone, table, config) -> None:
     with st.status(f"Sweeping {len(blocks)} layers × {len(poolings)} poolings on {len(images)} images…",
                    expanded=True) as status:
+        cancel = st.empty()  # pressed while the sweep runs: it stops at its next batch of images
+        cancel.button("Cancel sweep", key="ls_cancel", icon=":material/stop:", on_click=sweeps.cancel_sweep)
         bar = None
 
         def step(text):
@@ -76,6 +80,12 @@ def run(blocks, poolings, k, folds, images, backbone, table, config) -> None:
             status.update(label="Nothing could be extracted", state="error")
             st.error("No configuration could be extracted:\n\n" + state.bullet_list(exc.reasons))
             return
+        except sweeps.SweepCancelled:
+            status.update(label="Sweep cancelled", state="error", expanded=True)
+            st.warning(SWEEP_CANCELLED, icon=":material/stop_circle:")
+            return
+        finally:
+            cancel.empty()
         status.update(label=f"Sweep done: {len(result.table)} configurations in {result.seconds:.1f} s",
                       state="complete", expanded=False)
 
@@ -162,6 +172,8 @@ with state.page_guard("running the layer sweep"):
     signature = sweeps.sweep_signature(rows, features.labels_id(images.labels), poolings, k, folds)
     clicked = st.button(f"Run sweep ({len(blocks)} layers × {len(poolings)} poolings)", key="ls_run", type="primary",
                         icon=":material/play_arrow:")
+    if sweeps.was_cancelled():
+        st.warning(SWEEP_CANCELLED, icon=":material/stop_circle:")
     if clicked:
         run(blocks, poolings, k, folds, images, backbone, table, config)
     result = sweeps.stored_result()

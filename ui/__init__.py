@@ -5,10 +5,12 @@ Pages live in ``pages/`` and are listed in app.py's ``st.navigation``; each star
 NumPy-heavy code themselves.
 
 Modules import one way only (``tests/test_import_graph.py`` checks it):
-``inference_slot`` → ``config``/``image_set`` → ``custom_model`` → ``cache`` → ``state`` → the page helpers
+``server_limits`` → ``work_lanes``/``model_pool`` → ``session_watch`` → ``inference_slot`` → ``config``/``image_set`` → ``custom_model`` → ``cache`` → ``state`` → the page helpers
 (``features``, ``charts``, ``exports``, ``sweeps``) → ``sidebar`` → pages.
 
-``ui.inference_slot`` — ``inference_slot()``: the one gate in front of every build, warm-up and forward pass.
+``ui.inference_slot`` — the one gate in front of every build, warm-up and forward pass: ``LANES`` (two lanes:
+    ``inference_slot()`` for one image, ``batch_job()``/``chunk_slot()`` for whole sets, chunk by chunk, sessions
+    in turn, stopped when the session goes), ``MODELS`` (bounded LRU pool of shared networks), ``LIMITS``.
 ``ui.config`` — ``BackboneConfig(name, weights, input_size, resize="stretch", precision="float32",
     runtime="tensorflow")``, frozen: the one value every cache and builder takes, first and whole.
     ``build_extractor(backbone, config, layers, poolings)``: the one place a config becomes a FeatureExtractor.

@@ -1,10 +1,12 @@
-"""Every cache of the app, and the one lock around inference.
+"""Every cache of the app, and how inference gets the CPU.
 
 Two kinds of cache, as STYLE.md §7 says:
 
-* ``st.cache_resource`` for networks and compiled extractors, keyed by plain values (backbone
-  name, weights request, input size, layer tuple, pooling tuple, precision, resize policy).
-  Nothing is keyed by a model object, and what they return is never mutated.
+* :data:`ui.inference_slot.MODELS` (a bounded LRU :class:`~ui.model_pool.ModelPool`, shared by
+  every session) for networks and compiled extractors, keyed by plain values (backbone name,
+  weights request, input size; the whole config, layer tuple, pooling tuple). At most
+  ``LAYER_EXPLORER_MAX_MODELS`` backbones are kept, each with its extractors; an evicted one is
+  rebuilt on demand. Nothing is keyed by a model object, and what they return is never mutated.
 * ``st.cache_data`` (bounded by ``max_entries`` and ``max_size``) for decoded thumbnails, raw
   maps of one image, and pooled features. These are keyed by **content digests** (SHA-256 of
   the bytes, or of the pixels for demo arrays); the items themselves travel in an underscore
@@ -14,7 +16,10 @@ Two kinds of cache, as STYLE.md §7 says:
 
 Every function takes the one :class:`~ui.config.BackboneConfig` as its first argument and the
 images it works on as arguments: nothing here reads the session's choices. Inference (building,
-warming, running a network) goes through :func:`ui.inference_slot.inference_slot`.
+warming, running a network) goes through :mod:`ui.inference_slot`: one-image work in the
+interactive lane (:func:`~ui.inference_slot.inference_slot`), whole sets as a batch job of the
+session, one chunk of :data:`_CHUNK` images per slot (:func:`~ui.inference_slot.chunk_slot`).
+A cached value is always fetched *before* a slot is taken, never while holding one.
 
 Example (inside a Streamlit script)::
 
@@ -55,7 +60,7 @@ from extractor.images import InvalidImageError
 from . import custom_model
 from .config import BackboneConfig, build_extractor
 from .image_set import ImageSet
-from .inference_slot import inference_slot
+from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model, shared_models
 
 __all__ = [
     "THUMBNAIL_SIZE",
@@ -66,6 +71,8 @@ __all__ = [
     "array_digest",
     "load_backbone_cached",
     "get_extractor",
+    "EngineInfo",
+    "engine_info",
     "demo_images",
     "decode_thumbnails",
     "network_view",
@@ -76,7 +83,7 @@ __all__ = [
 logger = logging.getLogger("layer_explorer.ui")
 
 THUMBNAIL_SIZE = 96
-_CHUNK = 64  # images per cached pooled-features entry: progress steps, and reuse when a set grows
+_CHUNK = 32  # images per cached pooled-features entry: a batch-lane chunk (clicks slip in between), progress steps
 
 
 def array_digest(pixels: np.ndarray) -> str:
@@ -104,12 +111,16 @@ def load_backbone_cached(config: BackboneConfig) -> tuple[Backbone, tuple[LayerI
     return _shared_backbone(config.name, config.weights, config.input_size)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the network…")
 def _shared_backbone(name: str, weights: str, input_size: tuple[int, int]) -> tuple[Backbone, tuple[LayerInfo, ...]]:
-    with inference_slot():
-        backbone = load_backbone(name, weights=weights, input_size=tuple(input_size))
-        table = tuple(feature_layers(backbone.model))
-    return backbone, table
+    key = ("backbone", name, weights, tuple(input_size))
+
+    def build():
+        with st.spinner("Loading the network…"), inference_slot():
+            backbone = load_backbone(name, weights=weights, input_size=tuple(input_size))
+            table = tuple(feature_layers(backbone.model))
+        return backbone, table
+
+    return shared_model(key, build, group=key)
 
 
 def get_extractor(
@@ -125,13 +136,51 @@ def get_extractor(
     return _shared_extractor(config, tuple(layers), tuple(poolings))
 
 
-@st.cache_resource(max_entries=12, show_spinner="Preparing the feature extractor…")
 def _shared_extractor(config: BackboneConfig, layers: tuple[str, ...], poolings: tuple[str, ...]) -> FeatureExtractor:
-    backbone, _ = _shared_backbone(config.name, config.weights, config.input_size)
-    with inference_slot():
-        fx = build_extractor(backbone, config, layers, poolings)
-        fx.warm()
-    return fx
+    group = ("backbone", config.name, config.weights, tuple(config.input_size))
+
+    def build():
+        # The backbone first, outside any slot (it may be another session's build in progress);
+        # an extractor keeps its backbone alive, so both belong to the backbone's group in the pool.
+        backbone, _ = _shared_backbone(config.name, config.weights, config.input_size)
+        # Under "auto" a missing OpenVINO conversion runs in the background (TensorFlow serves at
+        # once); only an explicit "openvino" choice waits for it, and the spinner says so.
+        text = ("Preparing the feature extractor (converting it for OpenVINO the first time: once per "
+                "configuration, then cached on disk)…" if config.runtime == "openvino"
+                else "Preparing the feature extractor…")
+        with st.spinner(text), inference_slot():
+            fx = build_extractor(backbone, config, layers, poolings)
+            fx.warm()
+        return fx
+
+    return shared_model(("extractor", config, tuple(layers), tuple(poolings)), build, group=group)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What runs a configuration's extractors now (for the sidebar's runtime line)."""
+
+    runtime: str  # "tensorflow" or "openvino": the engine serving calls now
+    precision: str  # "float32" or "bfloat16": what actually runs
+    converting: bool  # an OpenVINO conversion is under way in the background (TensorFlow serves meanwhile)
+    note: str | None = None  # e.g. why OpenVINO could not serve this model
+
+
+def engine_info(config: BackboneConfig) -> EngineInfo | None:
+    """The runtime and precision that actually ran ``config`` (its most recent extractor); None before any ran.
+
+    Looks only at extractors already built (never builds one, never counts as a use).
+    """
+    if custom_model.is_custom(config.name):
+        held = custom_model.current()
+        built = [fx for key, fx in (held.extractors.items() if held else ()) if key[0] == config]
+    else:
+        built = [fx for key, fx in shared_models("extractor") if key[1] == config and fx is not None]
+    if not built:
+        return None
+    latest = built[-1]
+    note = next((fx.runtime_note for fx in built if fx.runtime_note), None)
+    return EngineInfo(latest.runtime, latest.precision, any(not fx.is_ready() for fx in built), note)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +300,8 @@ def _pooled_chunk(
         else:
             inputs.append((f"item{j}", item.data))
             position[f"item{j}"] = j
-    with inference_slot():
+    # A chunk of this session's batch job (the sweep's, or pooled_features' own): clicks go first.
+    with chunk_slot():
         try:
             result = fx.extract(inputs, batch_size=batch_size)
         except LayerExplorerError as exc:
@@ -288,6 +338,18 @@ class PooledFeatures:
         return any(label is not None for label in self.labels)
 
 
+def _layer_set_label(layers: Sequence[str], poolings: Sequence[str]) -> str:
+    """A short name for one layer set in a progress line: "4 layers (block1_pool … block4_pool) × avg, max".
+
+    >>> _layer_set_label(["block1_pool", "block2_pool", "block4_pool"], ["avg", "max"])
+    '3 layers (block1_pool … block4_pool) × avg, max'
+    >>> _layer_set_label(["block2_pool"], ["avg"])
+    'block2_pool × avg'
+    """
+    names = layers[0] if len(layers) == 1 else f"{len(layers)} layers ({layers[0]} … {layers[-1]})"
+    return f"{names} × {', '.join(poolings)}"
+
+
 def pooled_features(
     layers: Sequence[str],
     poolings: Sequence[str] = ("avg",),
@@ -300,31 +362,54 @@ def pooled_features(
     """Pooled features of ``layers`` × ``poolings`` for every image of the current set.
 
     ``images`` is usually ``ui.state.current_images()`` and ``config`` ``ui.state.current_config()``.
-    Computed in cached chunks of 64
-    images, with a progress bar while anything is computed. Raises ``LayerExplorerError``
+    Computed in cached chunks of 32 images, one batch-lane chunk each (clicks from every session
+    go in between; the work stops at the next chunk when the session ends or the job is
+    cancelled, raising ``JobCancelled``), with a progress bar while anything is computed and a
+    "queued behind N other runs" line while the job waits in line. Raises ``LayerExplorerError``
     subclasses (e.g. ``RawMapsTooLargeError`` for ``none``/``flatten`` on many images).
     """
     layers_t, poolings_t = tuple(layers), tuple(poolings)
     n = len(images)
     # The core checks its raw-map / flatten memory cap per call, and calls here are chunks of
-    # 64 images: check the whole set once first, or a large set would slip under the cap.
+    # _CHUNK images: check the whole set once first, or a large set would slip under the cap.
     get_extractor(config, layers_t, poolings_t).check_memory(n)
     starts = list(range(0, n, _CHUNK))
-    bar = st.progress(0.0, text=f"Extracting features of {n} images…") if show_progress and len(starts) > 1 else None
+    what = _layer_set_label(layers_t, poolings_t)
+    bar = st.progress(0.0, text=f"Extracting {what} for {n} images…") if show_progress and len(starts) > 1 else None
+    queue_box, shown = (st.empty() if show_progress else None), [False]
+
+    def on_status(status: JobStatus) -> None:
+        # Called in this thread when the job's place in line changes (never for a cache hit: no chunk is asked for).
+        if queue_box is None:
+            return
+        if status.state == "queued":
+            queue_box.info(f"Waiting for the server: {status.message()} Clicks on other pages are not held up.",
+                           icon=":material/hourglass_top:")
+            shown[0] = True
+        elif shown[0]:  # admitted: the line goes (one delta, not one per chunk)
+            queue_box.empty()
+            shown[0] = False
+
     chunks: list[_Chunk] = []
     try:
-        for _k, start in enumerate(starts):
-            stop = min(n, start + _CHUNK)
-            chunks.append(
-                _pooled_chunk(
-                    config, layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop], batch_size,
+        # One batch job (inside a sweep: the sweep's job): each uncached chunk asks for a slot, so
+        # clicks from every session slip in between chunks, and the job stops when the session goes.
+        with batch_job(chunks=len(starts), on_status=on_status):
+            for start in starts:
+                stop = min(n, start + _CHUNK)
+                chunks.append(
+                    _pooled_chunk(
+                        config, layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop],
+                        batch_size,
+                    )
                 )
-            )
-            if bar is not None:
-                bar.progress(stop / n, text=f"Extracting features: {stop} of {n} images")
+                if bar is not None:
+                    bar.progress(stop / n, text=f"Extracting {what}: {stop} of {n} images")
     finally:
         if bar is not None:
             bar.empty()
+        if queue_box is not None:
+            queue_box.empty()
 
     keys = [feature_key(lyr, p) for lyr in layers_t for p in poolings_t]
     parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}

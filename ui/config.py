@@ -46,7 +46,12 @@ class BackboneConfig:
 def build_extractor(
     backbone: Backbone, config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str]
 ) -> FeatureExtractor:
-    """The one place a :class:`FeatureExtractor` is made from a configuration (not cached)."""
-    # config.runtime is part of every cache key already; it is passed here once
-    # FeatureExtractor takes a runtime (runtime=config.runtime).
-    return FeatureExtractor(backbone, list(layers), list(poolings), precision=config.precision, resize=config.resize)
+    """The one place a :class:`FeatureExtractor` is made from a configuration (not cached).
+
+    ``background=True``: under ``runtime="auto"`` a configuration whose OpenVINO conversion is not
+    cached yet is served by TensorFlow at once while the conversion runs on a background thread,
+    then switches (``fx.runtime``/``fx.precision`` say what runs now), so a first render never
+    waits for a conversion.
+    """
+    return FeatureExtractor(backbone, list(layers), list(poolings), precision=config.precision, resize=config.resize,
+                            runtime=config.runtime, background=True)

@@ -24,6 +24,7 @@ from extractor.layers import SEPARATOR
 from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
 from . import cache, custom_model
+from .config import BackboneConfig
 
 __all__ = [
     "CamView",
@@ -52,14 +53,14 @@ class CamView:
 def classifier_for(name: str, weights: str, input_size: tuple[int, int]) -> Classifier | NoClassifier:
     """The backbone's classifier head (or why there is none), built once per (name, weights, size)."""
     if custom_model.is_custom(name):
-        backbone, _ = cache.load_backbone_cached(name, weights, tuple(input_size))
+        backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
         return find_classifier(backbone)  # cheap: the uploaded model is its own head
     return _shared_classifier(name, weights, tuple(input_size))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the classifier head…")
 def _shared_classifier(name: str, weights: str, input_size: tuple[int, int]) -> Classifier | NoClassifier:
-    backbone, _ = cache.load_backbone_cached(name, weights, tuple(input_size))
+    backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
     with cache.inference_slot():
         return find_classifier(backbone)
 
@@ -168,12 +169,12 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
 def receptive_fields_for(name: str, weights: str, input_size: tuple[int, int]) -> dict:
     """Every layer's receptive field (by qualified name) of the backbone, computed once per configuration."""
     if custom_model.is_custom(name):
-        backbone, _ = cache.load_backbone_cached(name, weights, tuple(input_size))
+        backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
         return receptive_fields(backbone.model)
     return _shared_fields(name, weights, tuple(input_size))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _shared_fields(name: str, weights: str, input_size: tuple[int, int]) -> dict:
-    backbone, _ = cache.load_backbone_cached(name, weights, tuple(input_size))
+    backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
     return receptive_fields(backbone.model)

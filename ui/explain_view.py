@@ -227,8 +227,7 @@ def _first_filters(images, index, backbone, layers, config) -> None:
         "several orientations; in a **random** one they are plain noise, and so are their maps."
     )
     tiles = ex.filter_tiles(kernel)[:16]
-    maps = cache.raw_maps(config.name, config.weights, config.input_size, config.precision, config.resize,
-                          (name,), images.digests[index], images.items[index]).maps[name]
+    maps = cache.raw_maps(config, (name,), images.digests[index], images.items[index]).maps[name]
     pairs = []
     captions = []
     for c, tile in enumerate(tiles):

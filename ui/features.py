@@ -37,7 +37,7 @@ from extractor.pooling import GLOBAL_POOLINGS, pooled_dim
 from extractor.reduce import Embedding, embed
 from extractor.scoring import nearest_neighbours, overlap_matrix, silhouette
 
-from . import cache, state
+from . import cache, inference_slot, state
 from .cache import PooledFeatures
 from .config import BackboneConfig
 from .image_set import ImageSet
@@ -341,7 +341,8 @@ def embedding(rows: str, key: str, method: str, params: tuple, _X: np.ndarray) -
 
     Raises the core's ``EmbeddingError`` subclasses (too few images, degenerate features).
     """
-    return embed(_X, method, **dict(params))
+    with inference_slot.batch_slot(heavy=method != "pca"):  # t-SNE/UMAP: batch lane, clicks first; PCA is instant
+        return embed(_X, method, **dict(params))
 
 
 @st.cache_data(max_entries=96, show_spinner=False)

@@ -10,8 +10,9 @@ import streamlit as st
 from extractor import BACKBONES, LayerExplorerError, get_spec
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
+from extractor.runtime import RUNTIMES, openvino_available
 
-from . import custom_model, state
+from . import about_server, cache, custom_model, inference_slot, state
 
 __all__ = ["render_sidebar", "ensure_shell"]
 
@@ -27,6 +28,10 @@ _RESIZE_LABELS = {"stretch": "Stretch", "center-crop": "Center crop", "pad": "Pa
 _RESIZE_HELP = ("How each image is brought to the network's input size. Stretch ignores the aspect ratio; "
                 "center crop keeps the middle; pad fits the whole image and fills the rest with black.")
 _PRECISION_HELP = "bfloat16 halves the memory of activations; features come back as float32 either way."
+_RUNTIME_LABELS = {"auto": "Auto", "tensorflow": "TensorFlow", "openvino": "OpenVINO"}
+_RUNTIME_HELP = ("The engine that runs the network. Auto: OpenVINO on this CPU server once the network has been "
+                 "converted for it (in the background, the first time; TensorFlow serves meanwhile), else "
+                 "TensorFlow. Both give the same features to within rounding.")
 
 
 def _mib(n: int) -> str:
@@ -132,6 +137,7 @@ def _precision_section(spec) -> None:
             st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
                      key="sb_resize", help=_RESIZE_HELP)
             st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+            _runtime_radio()
             return
         size_key = state.input_size_key(spec.name)
         st.session_state.setdefault(size_key, int(spec.input_size[0]))
@@ -142,6 +148,28 @@ def _precision_section(spec) -> None:
         st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
                  key="sb_resize", help=_RESIZE_HELP)
         st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+        _runtime_radio()
+
+
+def _runtime_radio() -> None:
+    options = [r for r in RUNTIMES if r != "openvino" or openvino_available()]
+    st.radio("Runtime", options, key="sb_runtime", horizontal=True, format_func=_RUNTIME_LABELS.get,
+             help=_RUNTIME_HELP)
+
+
+def _runtime_line(config) -> None:
+    """Which engine and precision actually ran this configuration (the extractor says; none before it first ran)."""
+    info = cache.engine_info(config)
+    if info is None:
+        chosen = _RUNTIME_LABELS.get(config.runtime, config.runtime)
+        st.caption(f"Runtime: {chosen}, {config.precision} (shown here once the network has run).")
+        return
+    line = f"Runs on {_RUNTIME_LABELS.get(info.runtime, info.runtime)}, {info.precision}"
+    if info.converting:
+        line += " (converting for OpenVINO in the background; switches when ready)"
+    st.caption(line + ".")
+    if info.note:
+        st.caption(state.escape_markdown(info.note))
 
 
 def _weights_badge() -> None:
@@ -158,6 +186,7 @@ def _weights_badge() -> None:
                 short["file"] = "Your model's weights"
             st.badge(short.get(weights.kind, "Trained weights"), icon=":material/verified:", color="green")
         st.caption(f"Loaded: {state.escape_markdown(weights.description)}.")
+        _runtime_line(resolved.config)
         if resolved.note:
             st.warning(resolved.note, icon=":material/warning:")
 
@@ -169,6 +198,7 @@ def render_sidebar() -> None:
     with st.sidebar:
         _images_section()
         _network_section()
+        about_server.render(inference_slot.LIMITS, lanes=inference_slot.LANES, pool=inference_slot.MODELS)
 
 
 def ensure_shell(*, from_app: bool = False) -> None:
@@ -186,6 +216,7 @@ def ensure_shell(*, from_app: bool = False) -> None:
     if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
+    inference_slot.start_watch()  # once per process: gone sessions' batch work is cancelled
     render_sidebar()
     if from_app:
         st.session_state[_SHELL_FLAG] = True

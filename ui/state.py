@@ -33,11 +33,13 @@ from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUn
 from extractor.backbones import keras_cache_dir
 from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
+from extractor.runtime import RUNTIMES, openvino_available
 from extractor.sources import UploadLimits, gather_uploads
 
 from . import cache, custom_model
 from .config import BackboneConfig
 from .image_set import ImageSet
+from .inference_slot import LIMITS
 
 __all__ = [
     "DEFAULTS",
@@ -68,7 +70,7 @@ __all__ = [
 logger = logging.getLogger("layer_explorer.ui")
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "zip"]
-UPLOAD_LIMITS = UploadLimits()
+UPLOAD_LIMITS = UploadLimits(max_files=LIMITS.max_images_per_session)  # the deployment's per-session cap
 LOCAL_WEIGHTS_ENV = "LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS"
 APP_RESIZE_POLICIES = tuple(p for p in RESIZE_POLICIES if p != "native")
 DEFAULT_BACKBONE = "demo-shapes"  # the registry always has it (extractor.demo_cnn); an import error fails loudly
@@ -83,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "sb_weights_path": "",
     "sb_resize": "stretch",
     "sb_precision": "float32",
+    "sb_runtime": "auto",
 }
 
 _RESOLVED_KEY = "_resolved_backbone"  # (request signature, ResolvedBackbone) of this run
@@ -209,7 +212,16 @@ def backbone_request() -> BackboneConfig:
         input_size=size,
         resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
         precision=precision if precision in PRECISIONS else "float32",
+        runtime=_runtime_choice(),
     )
+
+
+def _runtime_choice() -> str:
+    """The sidebar's runtime (auto / tensorflow / openvino); openvino only where it is installed."""
+    runtime = st.session_state.get("sb_runtime", "auto")
+    if runtime not in RUNTIMES or (runtime == "openvino" and not openvino_available()):
+        return "auto"
+    return runtime
 
 
 def begin_run() -> None:
@@ -274,6 +286,7 @@ def _resolve_custom() -> ResolvedBackbone:
         held.config_name, "upload", held.input_size,
         resize=resize if resize in APP_RESIZE_POLICIES else "stretch",
         precision=precision if precision in PRECISIONS else "float32",
+        runtime=_runtime_choice(),
     )
     return ResolvedBackbone(config, held.backbone, held.layers)
 
@@ -310,12 +323,19 @@ def _memo(key: str, signature: tuple, build):
 
 def _demo_set(name: str, per_class: int) -> ImageSet:
     demo = cache.demo_images(name, per_class)
+    cap, notes = LIMITS.max_images_per_session, []
+    if len(demo.images) > cap:  # the deployment's per-session cap: fewer per class, and say so
+        fewer = max(1, per_class * cap // len(demo.images))
+        notes.append(Failure("", f"This server allows {cap} images per session: {fewer} per class are used, "
+                                 f"not {per_class}.", "batch"))
+        demo = cache.demo_images(name, fewer)
     if name == "photos":  # native-size photos: real thumbnails
         decoded = cache.decode_thumbnails(tuple(demo.digests), demo.images)
         thumbs = [d.thumbnail for d in decoded]
     else:
         thumbs = list(demo.images)  # already 64 px
-    return ImageSet(list(demo.images), list(demo.names), list(demo.labels), list(demo.digests), thumbs, f"demo:{name}")
+    return ImageSet(list(demo.images), list(demo.names), list(demo.labels), list(demo.digests), thumbs, f"demo:{name}",
+                    notes=notes)
 
 
 def _upload_set(files: list) -> ImageSet:

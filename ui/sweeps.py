@@ -23,11 +23,14 @@ from extractor.sweep import layer_costs, score_sweep
 from .config import BackboneConfig
 from .features import digest_of, fetch_features, labels_id, rows_id
 from .image_set import ImageSet
-from .inference_slot import inference_slot
+from .inference_slot import JobCancelled, JobStatus, batch_job, chunk_slot
 
 __all__ = [
     "NothingToScoreError",
+    "SweepCancelled",
     "run_sweep",
+    "cancel_sweep",
+    "was_cancelled",
     "stored_result",
     "use_in_export",
     "export_choice",
@@ -44,17 +47,22 @@ EXPORT_CHOICE_KEY = "export_choice"  # {"layers": [...], "poolings": [...]} set 
 
 
 SWEEP_RESULT_KEY = "ls_result"  # the last SweepResult of this session
+SWEEP_JOB_KEY = "_ls_job"  # the running sweep's BatchJob (for Cancel)
+SWEEP_CANCELLED_KEY = "_ls_cancelled"  # set by cancel_sweep, read once by was_cancelled
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def layer_costs_cached(config: BackboneConfig, layers: tuple[str, ...], _backbone) -> dict[str, float]:
     """Milliseconds per image to extract each layer alone (``extractor.sweep.layer_costs``).
 
-    Keyed by the configuration; measured on an 8-image random probe batch, inside
-    an inference slot so it never competes with more than one other forward pass.
+    Keyed by the configuration; measured on an 8-image random probe batch, one layer per slot
+    (a chunk of the sweep's batch job, so clicks go in between and a cancelled sweep stops here).
     """
-    with inference_slot():
-        return layer_costs(_backbone, list(layers))
+    costs: dict[str, float] = {}
+    for layer in layers:
+        with chunk_slot():
+            costs.update(layer_costs(_backbone, [layer]))
+    return costs
 
 
 @dataclass
@@ -87,6 +95,10 @@ class NothingToScoreError(LayerExplorerError):
         super().__init__("No configuration could be extracted: " + "; ".join(self.reasons))
 
 
+class SweepCancelled(LayerExplorerError):
+    """The sweep stopped before it finished: the user pressed Cancel, or the session went away."""
+
+
 def run_sweep(
     table: Sequence[LayerInfo],
     blocks: Sequence[str],
@@ -103,21 +115,54 @@ def run_sweep(
     """Score every layer of ``blocks`` × ``poolings`` on ``images`` and keep the result in the session.
 
     ``step(text)`` hears each stage ("Extracting features…"), ``progress(done, total, key)``
-    each scored configuration: the page draws them. Raises :class:`NothingToScoreError` when no
-    configuration could be extracted (every one over the memory limit).
+    each scored configuration: the page draws them. The extraction draws its own progress bar
+    (images done of total, per layer set). The whole sweep is one batch job of the session
+    (:func:`ui.inference_slot.batch_job`): it waits in line past the server's limit (saying so in
+    a status line), lets clicks go between chunks, and stops at the next chunk when
+    :func:`cancel_sweep` is called or the session goes away, raising :class:`SweepCancelled`.
+    Raises :class:`NothingToScoreError` when no configuration could be extracted (every one over
+    the memory limit).
     """
     started = time.perf_counter()
-    step(f"Extracting features: one pass per batch for all {len(blocks) * len(poolings)} configurations…")
-    fetch = fetch_features(table, blocks, blocks, poolings, images=images, config=config)
-    feats = fetch.features
-    if not fetch.keys:
-        raise NothingToScoreError(sorted(set(fetch.skipped.values())))
-    step("Timing each layer on a small probe batch…")
-    costs = layer_costs_cached(config, tuple(blocks), backbone)
-    step("Scoring every configuration (cross-validated)…")
-    depths = {info.name: info.depth for info in table}
-    scores = score_sweep({key: feats.features[key] for key in fetch.keys}, feats.labels, depths=depths,
-                         costs_ms=costs, k=k, folds=folds, progress=progress)
+    queue_box, shown = st.empty(), [False]
+
+    def on_status(status: JobStatus) -> None:
+        if status.state == "queued":
+            queue_box.info(f"{status.message()} The sweep starts as soon as one of them is done; the other "
+                           "pages stay responsive meanwhile.", icon=":material/hourglass_top:")
+            shown[0] = True
+        elif shown[0]:  # admitted: the line goes (one delta, not one per chunk)
+            queue_box.empty()
+            shown[0] = False
+
+    job = None
+    try:
+        with batch_job(on_status=on_status) as job:
+            st.session_state[SWEEP_JOB_KEY] = job
+            step(f"Extracting features: one pass per batch for all {len(blocks) * len(poolings)} configurations…")
+            fetch = fetch_features(table, blocks, blocks, poolings, images=images, config=config)
+            feats = fetch.features
+            if not fetch.keys:
+                raise NothingToScoreError(sorted(set(fetch.skipped.values())))
+            step("Timing each layer on a small probe batch…")
+            costs = layer_costs_cached(config, tuple(blocks), backbone)
+            step("Scoring every configuration (cross-validated)…")
+            depths = {info.name: info.depth for info in table}
+
+            def scored(done: int, total: int, key: str) -> None:
+                job.checkpoint()  # between two configurations: waiting clicks go first; a cancel stops here
+                if progress is not None:
+                    progress(done, total, key)
+
+            with job.chunk():
+                scores = score_sweep({key: feats.features[key] for key in fetch.keys}, feats.labels, depths=depths,
+                                     costs_ms=costs, k=k, folds=folds, progress=scored)
+    except JobCancelled as exc:
+        raise SweepCancelled(f"The sweep was stopped before it finished ({exc})") from None
+    finally:
+        queue_box.empty()
+        if job is not None and st.session_state.get(SWEEP_JOB_KEY) is job:
+            st.session_state.pop(SWEEP_JOB_KEY, None)
     rows = rows_id(config, images.digests)
     result = SweepResult(
         signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), table=scores,
@@ -126,6 +171,24 @@ def run_sweep(
         poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows)
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
+
+
+def cancel_sweep() -> None:
+    """Stop this session's running sweep at its next chunk (the Cancel button's ``on_click``).
+
+    Streamlit also stops the running script at its next progress update when the button is
+    pressed; the job is cancelled here as well so nothing of it runs on, and the page says
+    "Sweep cancelled" on the run that follows (:func:`was_cancelled`).
+    """
+    job = st.session_state.pop(SWEEP_JOB_KEY, None)
+    if job is not None:
+        job.cancel()
+    st.session_state[SWEEP_CANCELLED_KEY] = True
+
+
+def was_cancelled() -> bool:
+    """Whether the Cancel button stopped a sweep since the last call (then forgets it)."""
+    return bool(st.session_state.pop(SWEEP_CANCELLED_KEY, False))
 
 
 def stored_result() -> SweepResult | None:

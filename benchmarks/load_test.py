@@ -1,0 +1,544 @@
+"""Load test: N real browser sessions against one ``streamlit run app.py`` server on loopback.
+
+What it does (bounded in sessions, clicks and wall time; loopback only; stops by itself):
+
+1. **Single-session reference** on a fresh server: one session per demo set (shapes, digits) does
+   the display-click cycle alone on Feature maps (these are the "0 sweeps, 1 session" figures),
+   and each sweep zip is swept alone (the "one sweep alone" times). The numbers the page shows
+   are kept: the zero-activation caption of each (block, image) and each sweep's recommendation.
+2. **Load** on a second fresh server (so nothing is cached from step 1): ``--sessions`` browser
+   contexts (separate Streamlit sessions) on one headless Chromium. Three quarters are *display*
+   sessions (half on the shapes demo set, half on digits): they open the app and keep switching
+   the block and the image on Feature maps, then open Embeddings. The other quarter are *sweep*
+   sessions: in each stage, 0, 2, then 4 of them (as many as there are) open a fresh session,
+   upload their own zip of labelled images (generated here, one per sweep so no sweep hits
+   another's cache), and run the Layer-selection sweep, while the display sessions click.
+3. Prints: p50/p95 click→settled of display clicks by the number of sweeps running when the
+   click was made; the sweep times (alone and under load); the server's peak resident memory
+   (the whole process tree, sampled from /proc) and its memory at start and after all sessions
+   closed; any error a session saw (``stException`` or the app's "Something went wrong"); and
+   whether every number a session saw equals the single-session reference.
+
+"Settled" is measured in the page: a MutationObserver timestamps Streamlit's
+``data-test-script-state`` going to ``running`` and back to ``notRunning``; a click's time is
+from just before the click to the end of the run it caused.
+
+Usage:
+    python benchmarks/load_test.py                      # 12 sessions, 350-image sweeps on mobilenetv2 (random)
+    python benchmarks/load_test.py --sessions 4 --quick # small: demo-shapes sweeps of 28 images
+    python benchmarks/load_test.py --sessions 16        # 4 sweep sessions: the "4 sweeps running" stage
+
+Memory: each Chromium context costs roughly 100–200 MiB on this machine; the server's figures are
+printed. Other processes on the machine (other work in parallel) slow every figure down alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+STARTUP_S = 120
+BLOCKS = ["block3", "block4", "block1", "block2"]  # demo-shapes; the default is block2, so each pick changes it
+IMAGES = [1, 2, 3, 0]  # option positions in the Image selectbox; the default is 0
+PlaywrightTimeout = Exception  # replaced by Playwright's TimeoutError once it is imported (main_async)
+ZERO_CAPTION = re.compile(r"\d+% of the values are exactly 0")
+
+# Timestamps of each change of Streamlit's script state, in the page's own clock.
+OBSERVER = """
+window.__le = {running: [], done: [], last: null};
+const __leCheck = () => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app) return;
+  const s = app.getAttribute('data-test-script-state');
+  if (s === window.__le.last) return;
+  window.__le.last = s;
+  (s === 'notRunning' ? window.__le.done : window.__le.running).push(performance.now());
+};
+new MutationObserver(__leCheck).observe(document, {subtree: true, childList: true, attributes: true,
+                                                    attributeFilter: ['data-test-script-state']});
+"""
+SETTLED_AFTER = """t0 => { const r = window.__le.running.find(t => t > t0);
+  return r !== undefined && window.__le.done.some(t => t > r) && window.__le.last === 'notRunning'; }"""
+
+
+# ------------------------------------------------------------------------------------ server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``streamlit run app.py`` on a free loopback port, with a /proc memory sampler of its process tree."""
+
+    def __init__(self, tmp: Path, name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"{name}.log"
+        env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
+        env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+                 "--server.port", str(self.port), "--server.address", "127.0.0.1",
+                 "--browser.gatherUsageStats", "false"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"streamlit exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        self._sampler.start()
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"streamlit was not healthy after {STARTUP_S} s")
+
+    def rss(self) -> int:
+        """Resident bytes of the server and all its descendants now."""
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, self.rss())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def make_zip(path: Path, per_class: int, seed: int) -> int:
+    """A zip of labelled PNGs (one folder per class) drawn from the shapes generator; its image count."""
+    from PIL import Image
+
+    from extractor.demo import make_shapes
+
+    ds = make_shapes(per_class=per_class, size=64, seed=seed)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for i, (pixels, label) in enumerate(zip(ds.images, ds.labels, strict=True)):
+            buf = io.BytesIO()
+            Image.fromarray(pixels).save(buf, format="PNG")
+            zf.writestr(f"{label}/img_{seed}_{i:04d}.png", buf.getvalue())
+    return len(ds.images)
+
+
+@dataclass
+class Click:
+    seconds: float
+    sweeps_at_start: int
+    sweeps_at_end: int
+
+
+@dataclass
+class Results:
+    clicks: list[Click] = field(default_factory=list)
+    sweeps_alone: dict[str, float] = field(default_factory=dict)
+    sweeps_load: list[tuple[int, str, float]] = field(default_factory=list)  # (stage, zip, seconds)
+    page_opens: list[float] = field(default_factory=list)
+    embeddings_opens: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
+    reference: dict[tuple, str] = field(default_factory=dict)
+    running_sweeps: int = 0
+
+
+# ------------------------------------------------------------------------------------ one session
+
+
+class Session:
+    def __init__(self, browser, url: str, name: str, results: Results, step_ms: int):
+        self.browser, self.url, self.name, self.results, self.step_ms = browser, url, name, results, step_ms
+        self.context = self.page = None
+
+    async def open(self) -> None:
+        self.context = await self.browser.new_context(viewport={"width": 1400, "height": 2400})
+        await self.context.add_init_script(OBSERVER)
+        self.page = await self.context.new_page()
+        start = time.perf_counter()
+        await self.page.goto(self.url, timeout=self.step_ms)
+        await self.page.wait_for_selector('img[alt="Feature-map grid"]', timeout=self.step_ms)
+        await self.page.wait_for_selector(READY, timeout=self.step_ms)
+        self.results.page_opens.append(time.perf_counter() - start)
+        await self.check_errors("opening the app")
+
+    async def close(self) -> None:
+        if self.context is not None:
+            await self.context.close()
+            self.context = None
+
+    async def settle_after(self, t0: float, timeout_ms: int) -> float:
+        """Seconds from ``t0`` (page clock) to the end of the run it started."""
+        await self.page.wait_for_function(SETTLED_AFTER, arg=t0, timeout=timeout_ms, polling=100)
+        t1 = await self.page.evaluate("() => Math.max(...window.__le.done)")
+        return (t1 - t0) / 1000
+
+    async def timed(self, action, timeout_ms: int | None = None) -> tuple[float, int, int]:
+        t0 = await self.page.evaluate("() => performance.now()")
+        before = self.results.running_sweeps
+        await action()
+        seconds = await self.settle_after(t0, timeout_ms or self.step_ms)
+        return seconds, before, self.results.running_sweeps
+
+    async def check_errors(self, doing: str) -> None:
+        page = self.page
+        n = await page.locator('[data-testid="stException"]').count()
+        n += await page.get_by_text("Something went wrong").count()
+        if n:
+            self.results.errors.append(f"{self.name}: error shown while {doing}")
+
+    async def pick(self, combobox: str, option) -> None:
+        await self.page.get_by_role("combobox", name=combobox).click()
+        options = self.page.get_by_role("option")
+        target = options.nth(option) if isinstance(option, int) else self.page.get_by_role(
+            "option", name=option, exact=True)
+        await target.click()
+
+    async def choose_demo(self, demo: str) -> None:
+        if demo == "digits":
+            sidebar = self.page.locator('[data-testid="stSidebar"]')
+            await self.timed(lambda: self._pick_in(sidebar, "Demo set", "Digits (10 classes, 8×8 scans)"))
+            await self.page.wait_for_selector('img[alt="Feature-map grid"]', timeout=self.step_ms)
+
+    async def _pick_in(self, scope, combobox: str, option: str) -> None:
+        await scope.get_by_role("combobox", name=combobox).click()
+        await self.page.get_by_role("option", name=option, exact=True).click()
+
+    async def observe(self, demo: str, block: str, image: int) -> None:
+        caption = self.page.get_by_text(ZERO_CAPTION).first
+        text = ZERO_CAPTION.search(await caption.text_content(timeout=self.step_ms) or "")
+        value = await self.page.get_by_role("combobox", name="Image").input_value()
+        key = (demo, block, image)
+        self.results.seen.setdefault(key, set()).add(f"{value} | {text.group(0) if text else '?'}")
+
+    async def display_click(self, demo: str, k: int) -> None:
+        # Even clicks change the block, odd ones the image; the state after click k:
+        t = k // 2
+        block = BLOCKS[t % 4]
+        if k % 2:
+            image = IMAGES[t % 4]
+        else:
+            image = IMAGES[(t - 1) % 4] if t else 0
+        combobox, option = ("Block", block) if k % 2 == 0 else ("Image", image)
+        try:
+            seconds, s0, s1 = await self.timed(lambda: self.pick(combobox, option))
+        except PlaywrightTimeout:
+            # Counted, not fatal: the run goes on, and the report says how many clicks never settled.
+            self.results.errors.append(f"{self.name}: click {k} ({combobox} → {option}) did not settle "
+                                       f"within {self.step_ms // 1000} s")
+            await self.page.keyboard.press("Escape")
+            return
+        self.results.clicks.append(Click(seconds, s0, s1))
+        await self.observe(demo, block, image)
+        await self.check_errors(f"switching to {block}, image {image}")
+
+    async def open_page(self, link: str, heading: str) -> float:
+        nav = self.page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link)
+        seconds, _, _ = await self.timed(nav.click)
+        await self.page.get_by_role("heading", name=heading).first.wait_for(timeout=self.step_ms)
+        await self.check_errors(f"opening {link}")
+        return seconds
+
+    async def sweep(self, zip_path: Path, n_images: int, backbone: str | None, timeout_ms: int) -> tuple[float, str]:
+        page = self.page
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        await sidebar.get_by_text("Upload", exact=True).click()
+        dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+        await dropzone.wait_for(state="attached", timeout=self.step_ms)
+        await dropzone.set_input_files(str(zip_path))
+        await sidebar.get_by_text(f"{n_images} images", exact=False).first.wait_for(timeout=self.step_ms)
+        await page.wait_for_selector(READY, timeout=self.step_ms)
+        if backbone:
+            await sidebar.get_by_role("combobox", name="Backbone").click()
+            await page.get_by_role("option", name=re.compile(rf"^{re.escape(backbone)}\b")).first.click()
+            await page.wait_for_selector(READY, timeout=timeout_ms)
+            await sidebar.get_by_text("Random (untrained)", exact=True).click()
+            await page.wait_for_selector(READY, timeout=timeout_ms)
+        await self.open_page("Layer selection", "Layer selection")
+        button = page.get_by_role("button", name=re.compile("^Run sweep"))
+
+        async def run():
+            self.results.running_sweeps += 1
+            await button.click()
+
+        try:
+            seconds, _, _ = await self.timed(run, timeout_ms)
+        finally:
+            self.results.running_sweeps -= 1
+        success = page.locator('[data-testid="stAlertContentSuccess"]').first
+        text = (await success.text_content(timeout=self.step_ms)) or ""
+        await self.check_errors("sweeping")
+        return seconds, " ".join(text.split())
+
+
+# ------------------------------------------------------------------------------------ phases
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    pos = (len(values) - 1) * q
+    lo, hi = int(pos), min(len(values) - 1, int(pos) + 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+async def reference_run(url, browser, results: Results, zips, args, step_ms) -> dict[str, str]:
+    """One session at a time: the display cycle per demo set, then each sweep zip alone."""
+    sweep_texts = {}
+    for demo in ("shapes", "digits"):
+        s = Session(browser, url, f"reference-{demo}", results, step_ms)
+        await s.open()
+        await s.choose_demo(demo)
+        for k in range(8):  # one full cycle of (block, image) pairs
+            await s.display_click(demo, k)
+        await s.close()
+    results.reference = {key: next(iter(values)) for key, values in results.seen.items()}
+    results.seen.clear()
+    for name, (path, n) in zips.items():
+        s = Session(browser, url, f"reference-sweep-{name}", results, step_ms)
+        await s.open()
+        seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
+        await s.close()
+        results.sweeps_alone[name] = seconds
+        sweep_texts[name] = text
+    return sweep_texts
+
+
+async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float) -> dict[str, str]:
+    n_sweepers = args.sweep_sessions
+    n_display = max(1, args.sessions - n_sweepers)
+    levels = sorted({0, *(lvl for lvl in (2, 4) if lvl <= n_sweepers)} | ({n_sweepers} if n_sweepers < 2 else set()))
+    display = [Session(browser, url, f"display-{i}", results, step_ms) for i in range(n_display)]
+    demos = ["shapes" if i % 2 == 0 else "digits" for i in range(n_display)]
+    await asyncio.gather(*(s.open() for s in display))
+    await asyncio.gather(*(s.choose_demo(d) for s, d in zip(display, demos, strict=True)))
+    counters = [0] * n_display
+    sweep_texts: dict[str, str] = {}
+
+    async def keep_clicking(i: int, stop: asyncio.Event, at_least: int) -> None:
+        done = 0
+        while (done < at_least or not stop.is_set()) and time.monotonic() < deadline:
+            await display[i].display_click(demos[i], counters[i])
+            counters[i] += 1
+            done += 1
+
+    async def one_sweep(level: int, j: int) -> None:
+        name = f"stage{level}-sweep{j}"
+        path, n = zips[name]
+        s = Session(browser, url, name, results, step_ms)
+        try:
+            await s.open()
+            seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
+            results.sweeps_load.append((level, name, seconds))
+            sweep_texts[name] = text
+        except PlaywrightTimeout as exc:
+            results.errors.append(f"{name}: did not finish ({str(exc).splitlines()[0]})")
+        finally:
+            await s.close()
+
+    for level in levels:
+        if time.monotonic() > deadline:
+            print(f"  time limit reached before the {level}-sweep stage", flush=True)
+            break
+        print(f"  stage: {level} sweeps while {n_display} sessions click …", flush=True)
+        stop = asyncio.Event()
+        clickers = [asyncio.create_task(keep_clicking(i, stop, args.clicks)) for i in range(n_display)]
+        if level:
+            await asyncio.gather(*(one_sweep(level, j) for j in range(level)), return_exceptions=False)
+        stop.set()
+        await asyncio.gather(*clickers)
+    for s in display:  # every display session ends on Embeddings
+        results.embeddings_opens.append(await s.open_page("Embeddings", "Embeddings"))
+    for s in display:
+        await s.close()
+    return sweep_texts
+
+
+def sweep_zips(args, tmp: Path) -> dict[str, tuple[Path, int]]:
+    """Zips for the load stages (one per sweep, distinct content) — the reference sweeps the same ones."""
+    zips = {}
+    levels = [lvl for lvl in (2, 4) if lvl <= args.sweep_sessions] or ([args.sweep_sessions] if args.sweep_sessions else [])
+    for level in levels:
+        for j in range(level):
+            name = f"stage{level}-sweep{j}"
+            path = tmp / f"{name}.zip"
+            zips[name] = (path, make_zip(path, args.per_class, seed=100 * level + j))
+    return zips
+
+
+async def main_async(args) -> int:
+    from playwright.async_api import TimeoutError as _Timeout
+    from playwright.async_api import async_playwright
+
+    global PlaywrightTimeout
+    PlaywrightTimeout = _Timeout
+
+    started = time.monotonic()
+    deadline = started + args.max_seconds
+    step_ms = 240_000
+    tmp = Path(tempfile.mkdtemp(prefix="layer-explorer-load-"))
+    zips = sweep_zips(args, tmp)
+    results = Results()
+    print(f"Layer Explorer load test: {args.sessions} sessions ({args.sweep_sessions} sweep sessions), "
+          f"sweeps of {args.per_class * 7} images on {args.backbone or 'demo-shapes'}; "
+          f"{os.cpu_count()} CPUs; other processes on this machine share them.", flush=True)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            print("1. single-session reference on a fresh server …", flush=True)
+            ref = Server(tmp, "reference")
+            try:
+                ref.wait_healthy()
+                ref_texts = await reference_run(ref.url, browser, results, zips, args, step_ms)
+            finally:
+                ref.stop()
+            single_clicks = [c.seconds for c in results.clicks]
+            results.clicks.clear()
+            print("2. load on a second fresh server …", flush=True)
+            server = Server(tmp, "load")
+            try:
+                server.wait_healthy()
+                # "Start" is the warm server: one session has loaded the app (and TensorFlow) and left.
+                warm = Session(browser, server.url, "warm-up", results, step_ms)
+                await warm.open()
+                await warm.close()
+                await asyncio.sleep(args.settle_s)
+                rss_start = server.rss()
+                load_texts = await load_run(server.url, browser, results, zips, args, step_ms, deadline)
+                await asyncio.sleep(args.settle_s)  # sessions closed: give the server time to drop them
+                rss_end = server.rss()
+                peak = server.peak
+            finally:
+                server.stop()
+        finally:
+            await browser.close()
+
+    # ---------------------------------------------------------------- report
+    gib = 2**30
+    print("\nDisplay clicks on Feature maps (click → page settled):")
+    print(f"  single session, nothing else running: n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
+          f"  p95 {percentile(single_clicks, .95):.2f} s")
+    levels = sorted({c.sweeps_at_start for c in results.clicks})
+    for level in levels:
+        times = [c.seconds for c in results.clicks if c.sweeps_at_start == level]
+        print(f"  {level} sweep{'' if level == 1 else 's'} running: n={len(times)}  p50 {percentile(times, .5):.2f} s  "
+              f"p95 {percentile(times, .95):.2f} s")
+    if 4 > args.sweep_sessions:
+        print(f"  (with {args.sweep_sessions} sweep sessions, stages above {args.sweep_sessions} sweeps cannot run; "
+              "--sessions 16 gives the 4-sweep stage)")
+    print("Sweeps:")
+    for name, seconds in results.sweeps_alone.items():
+        print(f"  {name}: alone {seconds:.1f} s")
+    for level, name, seconds in sorted(results.sweeps_load):
+        print(f"  {name}: with {level} sweeps running and the display sessions clicking: {seconds:.1f} s")
+    for what, times in (("Opening the app", results.page_opens), ("Opening Embeddings", results.embeddings_opens)):
+        if times:
+            print(f"{what}: n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
+    print(f"Server memory (process tree): warm start {rss_start / gib:.2f} GiB, peak {peak / gib:.2f} GiB, "
+          f"after all sessions closed {rss_end / gib:.2f} GiB ({(rss_end - rss_start) / max(rss_start, 1):+.0%}).")
+    print(f"Errors seen by sessions: {len(results.errors)}")
+    for e in results.errors[:20]:
+        print(f"  {e}")
+    mismatches = []
+    for key, values in results.seen.items():
+        expected = results.reference.get(key)
+        if expected is not None and values != {expected}:
+            mismatches.append(f"{key}: reference {expected!r}, seen {sorted(values)}")
+    unchecked = [key for key in results.seen if key not in results.reference]
+    for name, text in load_texts.items():
+        if ref_texts.get(name) != text:
+            mismatches.append(f"{name}: reference {ref_texts.get(name)!r}, under load {text!r}")
+    checked = len(results.seen) - len(unchecked) + len(load_texts)
+    print(f"Numbers equal to the single-session run: {'yes' if not mismatches else 'NO'} "
+          f"({checked} (block, image) views and sweeps compared)")
+    for m in mismatches[:20]:
+        print(f"  {m}")
+    print(f"Wall time {time.monotonic() - started:.0f} s; logs in {tmp}")
+    return 1 if (results.errors or mismatches) else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=12, help="browser sessions at once (default 12)")
+    parser.add_argument("--sweep-sessions", type=int, default=None,
+                        help="how many of them run sweeps (default: a quarter, at least 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sweeps (28 images on demo-shapes) and fewer clicks: proves the script works")
+    parser.add_argument("--clicks", type=int, default=None, help="display clicks per session per stage, at least")
+    parser.add_argument("--max-seconds", type=int, default=None, help="stop starting new stages after this long")
+    args = parser.parse_args(argv)
+    if not 1 <= args.sessions <= 40:
+        parser.error(f"--sessions {args.sessions}: expected 1 to 40 (each is a browser context on this machine)")
+    args.sweep_sessions = max(1, args.sessions // 4) if args.sweep_sessions is None else args.sweep_sessions
+    if not 0 <= args.sweep_sessions < max(2, args.sessions):
+        parser.error(f"--sweep-sessions {args.sweep_sessions}: expected 0 to {args.sessions - 1}")
+    args.per_class = 4 if args.quick else 50  # 7 classes: 28 or 350 images
+    args.backbone = None if args.quick else "mobilenetv2"
+    args.clicks = args.clicks or (4 if args.quick else 8)
+    args.max_seconds = args.max_seconds or (900 if args.quick else 2400)
+    args.sweep_timeout = 600 if args.quick else 1500
+    args.settle_s = 10
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
