@@ -11,6 +11,7 @@ import streamlit as st
 from extractor import representative_layers
 from extractor.errors import LayerExplorerError
 from ui import exports, features, state
+from ui.config import describe_config as config_text
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -30,11 +31,21 @@ def choose(table, blocks, images, config):
     layers_key = features.widget_key("ex_layers", config.name)
     start = exports.export_start(config, images, blocks, all_layers)
     layers0, poolings0, source, result = start.layers, start.poolings, start.source, start.sweep
-    if start.handed_over:  # "Use this in Export" on the Layer-selection page: that choice replaces the last one here
+    if start.handed_over:  # "Use … in Export" on the Layer-selection page: that choice replaces the last one here
         state.remember(layers_key, layers0)
         state.remember("ex_poolings", poolings0)
+    if start.handed_over and source.startswith("your choice"):
         st.toast(f"Export set to {state.escape_markdown(', '.join(layers0))} with {', '.join(poolings0)} pooling.",
                  icon=":material/check:")
+    origin = start.origin
+    if origin is not None and origin.config is not None:
+        st.caption(f"Chosen from the sweep of {state.escape_markdown(origin.images_text)} through "
+                   f"{state.escape_markdown(config_text(origin.config))}.")
+    if start.differences:
+        st.warning("**The sidebar differs from the sweep this choice came from**, so these files would hold features "
+                   "the sweep never scored:\n\n" + state.bullet_list(start.differences)
+                   + "\n\nSwitch the sidebar back, or run the sweep again on **Layer selection**.",
+                   icon=":material/difference:")
     c1, c2 = st.columns([3, 2])
     with c1:
         layers = state.persistent(st.multiselect, "Layers", all_layers, key=layers_key, default=layers0,

@@ -31,7 +31,7 @@ from extractor.export import (
 )
 
 from . import custom_model
-from .config import BackboneConfig
+from .config import BackboneConfig, config_differences
 from .features import POOLING_CHOICES, FeatureFetch, digest_of, rows_id
 from .image_set import ImageSet
 from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
@@ -39,6 +39,7 @@ from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
 __all__ = [
     "ExportStart",
     "export_start",
+    "sweep_differences",
     "ExportSet",
     "export_set",
     "FILE_NAMES",
@@ -194,17 +195,40 @@ class ExportStart:
     source: str
     handed_over: bool  # True when the Layer-selection page just handed a choice over
     sweep: SweepResult | None  # this session's sweep, only when it scored these very images
+    origin: SweepResult | None = None  # the sweep the starting choice came from (whatever it scored)
+    differences: tuple[str, ...] = ()  # how the sidebar now differs from ``origin`` (empty: it does not)
 
 
 def export_start(config: BackboneConfig, images: ImageSet, block_layers: Sequence[str],
                  all_layers: Sequence[str]) -> ExportStart:
-    """Read (and consume) the choice handed over by the Layer-selection page, and pick the defaults."""
+    """Read (and consume) the choice handed over by the Layer-selection page, and pick the defaults.
+
+    The last choice handed over is remembered (as ``origin``) so that the page can keep saying
+    which sweep it came from, and warn while the sidebar differs from what that sweep scored.
+    """
     choice = st.session_state.pop(EXPORT_CHOICE_KEY, None)
-    result = stored_result()
+    if choice:
+        st.session_state[_HANDED_KEY] = choice
+    handed = st.session_state.get(_HANDED_KEY) or {}
+    stored = stored_result()
+    origin = stored if stored is not None and handed.get("sweep") == stored.signature else None
+    result = stored
     if result is not None and result.rows != rows_id(config, images.digests):
         result = None  # a sweep of other images or another network says nothing about these
     layers, poolings, source = export_defaults(choice, result, block_layers, all_layers)
-    return ExportStart(layers, poolings, source, bool(choice), result)
+    return ExportStart(layers, poolings, source, bool(choice), result, origin,
+                       tuple(sweep_differences(origin, config, images)) if origin is not None else ())
+
+
+_HANDED_KEY = "_export_handed_over"  # the last choice handed over by Layer selection (kept for the notice)
+
+
+def sweep_differences(result: SweepResult, config: BackboneConfig, images: ImageSet) -> list[str]:
+    """How the current sidebar (``config``, ``images``) differs from what ``result`` scored."""
+    out = config_differences(result.config, config) if result.config is not None else []
+    if result.images_id != digest_of("images", tuple(images.digests)):
+        out.append(f"images: {result.images_text} → {images.summary()}")
+    return out
 
 
 @dataclass(frozen=True)

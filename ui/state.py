@@ -48,7 +48,11 @@ __all__ = [
     "BackboneConfig",
     "ImageSet",
     "ResolvedBackbone",
+    "KEEP",
     "init_state",
+    "keep_upload",
+    "uploaded_files",
+    "forget_upload",
     "persistent",
     "remember",
     "ensure_choice",
@@ -85,6 +89,15 @@ DEFAULTS: dict[str, Any] = {
     "sb_precision": "float32",
 }
 
+#: ``persist_state`` of every sidebar widget. Why: ``st.switch_page`` (the "Use … in Export" buttons)
+#: starts the next run with no widget states from the browser, and Streamlit then drops the state
+#: of every widget on a page change, the sidebar's included, unless the widget keeps it for the session.
+KEEP = "session"
+
+#: The uploaded files in use. The file uploader has no ``persist_state``, so the files are kept here,
+#: set only by the uploader's ``on_change`` (a user adding or removing files), never by a state cleanup.
+UPLOAD_KEPT_KEY = "_sb_upload_files"
+
 _RESOLVED_KEY = "_resolved_backbone"  # (request signature, ResolvedBackbone) of this run
 
 GENERIC_HINT = "Try another image or backbone; if it keeps happening, the server log has the details."
@@ -113,6 +126,24 @@ def init_state() -> None:
     """Set the sidebar's first values once per session (widgets then take them from the state)."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def keep_upload() -> None:
+    """The uploader's ``on_change``: the files the user chose are the ones in use (until changed again)."""
+    st.session_state[UPLOAD_KEPT_KEY] = list(st.session_state.get("sb_upload") or [])
+
+
+def uploaded_files() -> list:
+    """The uploaded files in use (``UploadedFile`` objects; their bytes stay in this session)."""
+    kept = st.session_state.get(UPLOAD_KEPT_KEY)
+    if kept is None:  # nothing chosen through the uploader yet (e.g. set from a test): take its value
+        return list(st.session_state.get("sb_upload") or [])
+    return list(kept)
+
+
+def forget_upload() -> None:
+    """Drop the kept files (a button's ``on_click``), e.g. when the uploader no longer shows them."""
+    st.session_state[UPLOAD_KEPT_KEY] = []
 
 
 def persistent(widget, label: str, options: Sequence | None = None, *, key: str, default, **kwargs):
@@ -346,7 +377,7 @@ def current_images(stop_if_empty: bool = True) -> ImageSet:
     """
     init_state()
     if st.session_state.get("sb_source") == "upload":
-        files = list(st.session_state.get("sb_upload") or [])
+        files = uploaded_files()
         signature = tuple((f.file_id, f.name, f.size) for f in files)
         images = _memo("_images_upload", signature, lambda: _upload_set(files))
     else:

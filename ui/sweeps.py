@@ -72,6 +72,9 @@ class SweepResult:
     skipped: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     rows: str = ""  # rows_id of the images it scored (the Export page checks it before using the result)
+    config: BackboneConfig | None = None  # the network it scored (Export says so, and warns when the sidebar differs)
+    images_text: str = ""  # ImageSet.summary() of the images it scored
+    images_id: str = ""  # digest of those images' contents, in order
 
 
 def sweep_signature(rows: str, labels: str, poolings: Sequence[str], k: int, folds: int) -> str:
@@ -123,7 +126,8 @@ def run_sweep(
         signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), table=scores,
         recommendation=recommend(scores), label_problem=scores.attrs.get("label_problem"),
         n_images=len(feats.names), seconds=time.perf_counter() - started, layers=list(blocks),
-        poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows)
+        poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows,
+        config=config, images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)))
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
 
@@ -134,8 +138,10 @@ def stored_result() -> SweepResult | None:
 
 
 def use_in_export(layer: str, pooling: str) -> None:
-    """Hand a (layer, pooling) choice to the Export page (an ``on_click`` callback)."""
-    st.session_state[EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling]}
+    """Hand a (layer, pooling) choice to the Export page (an ``on_click`` callback), with the sweep it came from."""
+    result = stored_result()
+    st.session_state[EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling],
+                                           "sweep": result.signature if result is not None else None}
 
 
 def export_choice() -> dict | None:

@@ -1,0 +1,120 @@
+"""Sidebar choices survive every button on every page (issue 10, item 1), and what Export says it came from.
+
+Flow: upload a labelled .zip → mobilenetv3small, random weights, 32 px → sweep → "Use … in Export" →
+the sidebar is exactly as it was, and Export names the sweep its choice came from.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from app_support import APP, TIMEOUT_S, assert_clean, png, texts
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.testing.v1 import AppTest
+
+from extractor import load_backbone
+from extractor.export import read_features
+from extractor.layers import feature_layers
+
+LS, EX = "pages/layer_selection.py", "pages/export.py"
+SIDEBAR_KEYS = ("sb_source", "sb_backbone", "sb_weights", "sb_resize", "sb_precision")
+
+
+def labelled_zip(per_class: int = 4, size: int = 32) -> tuple[bytes, list[str]]:
+    """A zip with one folder per class (red, green, blue squares with noise), and its member names."""
+    rng = np.random.default_rng(0)
+    buf, names = io.BytesIO(), []
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c, cls in enumerate(("red", "green", "blue")):
+            for i in range(per_class):
+                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                img[4:28, 4:28, c] = 200 + i * 10
+                name = f"{cls}/{cls}_{i}.png"
+                zf.writestr(name, png(img))
+                names.append(name)
+    return buf.getvalue(), names
+
+
+def open_on(page: str) -> AppTest:
+    """The app opened straight on ``page`` (the first page is not part of these flows)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
+
+
+def sidebar(at) -> dict:
+    values = {key: at.session_state[key] for key in SIDEBAR_KEYS}
+    values["images"] = [c.value for c in at.sidebar.caption if "image" in str(c.value)]
+    values["size"] = at.session_state["sb_input_size__mobilenetv3small"]
+    return values
+
+
+def upload_random_small(at, backbone: str = "mobilenetv3small"):
+    at.radio(key="sb_source").set_value("upload").run()
+    data, names = labelled_zip()
+    at.file_uploader(key="sb_upload").set_value([("shapes.zip", data, "application/zip")]).run()
+    at.radio(key="sb_weights").set_value("random").run()  # before the backbone: no ImageNet load is tried
+    at.selectbox(key="sb_backbone").set_value(backbone).run()
+    at.number_input(key=f"sb_input_size__{backbone}").set_value(32).run()
+    assert_clean(at)
+    return names
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file handed to st.download_button, by file name (AppTest keeps no bytes itself)."""
+    files: dict[str, bytes] = {}
+    original = MediaFileManager.add
+
+    def add(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        if is_for_static_download and file_name:
+            files[file_name] = path_or_data if isinstance(path_or_data, bytes) else str(path_or_data).encode()
+        return original(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", add)
+    return files
+
+
+@pytest.mark.slow
+def test_use_in_export_keeps_every_sidebar_choice(downloads):
+    at = open_on(LS)
+    names = upload_random_small(at)
+    before = sidebar(at)
+    assert before["sb_source"] == "upload" and before["sb_weights"] == "random"
+    assert before["images"][0].startswith("12 images · 3 classes"), before
+    at.button(key="ls_run").click().run()
+    assert_clean(at)
+    rec = at.session_state["ls_result"].recommendation
+    assert rec is not None
+    at.button(key="ls_use_best").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Export"
+    assert sidebar(at) == before
+    assert at.multiselect(key="ex_layers__mobilenetv3small").value == [rec.layer]
+    assert at.multiselect(key="ex_poolings").value == [rec.pooling]
+    toasts = texts(at.toast)
+    assert toasts and rec.layer.replace("_", "\\_") in toasts[0]
+    # Export says where the choice came from, and that the weights are random
+    said = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.info) + texts(at.warning))
+    assert "sweep" in said and "12 images" in said
+    assert not [w for w in texts(at.warning) if "differs" in w]
+
+    # the downloaded features are the uploaded images through the chosen layer of the chosen backbone
+    back, paths, labels = read_features(downloads["layer_explorer_features.npz"])
+    assert paths == names and labels == [n.split("/")[0] for n in names]
+    key = f"{rec.layer}/{rec.pooling}"
+    channels = {info.name: info.shape[-1] for info in feature_layers(
+        load_backbone("mobilenetv3small", weights="none", input_size=(32, 32)).model)}
+    assert list(back) == [key] and back[key].shape[0] == 12
+    assert back[key].shape[1] == channels[rec.layer] * (2 if rec.pooling == "avgmax" else 1)
+
+    # changing the sidebar afterwards: Export says the choice came from another configuration
+    at.number_input(key="sb_input_size__mobilenetv3small").set_value(48).run()
+    at.switch_page(EX).run()  # AppTest's next run is on the page it last switched to itself
+    assert_clean(at)
+    warned = [w for w in texts(at.warning) if "differs from the sweep" in w]
+    assert warned and "32×32 → 48×48" in warned[0], (texts(at.warning), texts(at.caption), texts(at.error), texts(at.info))
