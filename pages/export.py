@@ -12,6 +12,7 @@ from extractor import representative_layers
 from extractor.errors import LayerExplorerError
 from ui import exports, features, state
 from ui.config import describe_config as config_text
+from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -135,13 +136,14 @@ def projector(rid, keys, selected, names, labels, thumbs) -> None:
                "see the thumbnails too.")
 
 
-def reproduce(config, layers, poolings) -> None:
+def reproduce(config, layers, poolings, names, weights_info) -> None:
     st.subheader("Reproduce it")
-    blob, script = exports.reproduce_files(config, layers, poolings)
+    blob, script = exports.reproduce_files(config, layers, poolings, images=list(names), weights_info=weights_info)
     c1, c2 = st.columns(2)
     with c1:
         download("Settings (config.json)", blob, "config", "application/json",
-                 "Backbone, weights, input size, layers, poolings, resize policy, precision.", "ex_dl_config")
+                 "Backbone, weights (and which kind were loaded), input size, layers, poolings, resize policy, precision, "
+                 "and the exported rows' order.", "ex_dl_config")
     with c2:
         download("Script (extract_features.py)", script, "script", "text/x-python",
                  "Runs the same extraction on any images or folders and writes features.npz.", "ex_dl_script")
@@ -173,7 +175,12 @@ with state.page_guard("preparing the downloads"):
     st.markdown(f"**{state.plural(len(ex.names), 'image')}** × **{state.plural(len(ex.keys), 'configuration')}** "
                 f"({', '.join(f'{state.escape_markdown(k)}: {ex.selected[k].shape[1]:,}' for k in ex.keys)} dims) "
                 f"= {ex.dims:,} numbers per image, {exports.size_text(ex.float32_bytes)} as float32.")
+    st.caption(f"Features of {state.escape_markdown(images.summary())} through "
+               f"{state.escape_markdown(config_text(config))} ({state.escape_markdown(backbone.weights.description)}).")
+    caveat = weights_caveat(config)
+    if caveat:
+        st.warning(caveat, icon=":material/casino:")
     feature_files(ex.eid, ex.selected, ex.names, ex.labels)
     map_files(ex.rows, ex.keys, ex.selected, ex.names, ex.labels)
     projector(ex.rows, ex.keys, ex.selected, ex.names, ex.labels, ex.thumbnails)
-    reproduce(config, layers, poolings)
+    reproduce(config, layers, poolings, ex.names, backbone.weights)

@@ -11,6 +11,7 @@ import streamlit as st
 from extractor import representative_layers
 from extractor.scoring import label_problem
 from ui import charts, features, state, sweeps
+from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -91,6 +92,9 @@ def show(result: sweeps.SweepResult) -> None:
         st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")
     if rec is not None:
         st.success(charts.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
+        caveat = weights_caveat(result.config) if result.config is not None else None
+        if caveat:
+            st.warning(caveat, icon=":material/casino:")
         b1, b2, _ = st.columns([2, 2, 3])
         with b1:
             if st.button(f"Use {esc(rec.layer)} / {rec.pooling} in Export", key="ls_use_best", type="primary",

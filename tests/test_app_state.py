@@ -7,6 +7,7 @@ the sidebar is exactly as it was, and Export names the sweep its choice came fro
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -90,6 +91,7 @@ def test_use_in_export_keeps_every_sidebar_choice(downloads):
     assert_clean(at)
     rec = at.session_state["ls_result"].recommendation
     assert rec is not None
+    assert [w for w in texts(at.warning) if w.startswith("Random weights (untrained)")], texts(at.warning)
     at.button(key="ls_use_best").click().run()
     assert_clean(at)
     assert at.title[0].value == "Export"
@@ -111,6 +113,12 @@ def test_use_in_export_keeps_every_sidebar_choice(downloads):
         load_backbone("mobilenetv3small", weights="none", input_size=(32, 32)).model)}
     assert list(back) == [key] and back[key].shape[0] == 12
     assert back[key].shape[1] == channels[rec.layer] * (2 if rec.pooling == "avgmax" else 1)
+
+    # random weights are said where the export is presented, and in config.json
+    assert [w for w in texts(at.warning) if w.startswith("Random weights (untrained)")], texts(at.warning)
+    cfg = json.loads(downloads["layer_explorer_config.json"])
+    assert cfg["weights"] == "none" and cfg["weights_kind"] == "random" and "not trained" in cfg["weights_description"]
+    assert cfg["images"] == names  # the exported rows, in their order
 
     # changing the sidebar afterwards: Export says the choice came from another configuration
     at.number_input(key="sb_input_size__mobilenetv3small").set_value(48).run()

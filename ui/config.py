@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from extractor import Backbone, FeatureExtractor
 
-__all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "config_differences"]
+__all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "config_differences",
+           "is_random", "weights_caveat"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,28 @@ def weights_text(weights: str) -> str:
     if weights == "upload":
         return "your model's weights"
     return f"weights from {str(weights).replace(chr(92), '/').rsplit('/', 1)[-1]}"  # the file name only
+
+
+def is_random(config: BackboneConfig) -> bool:
+    """True for untrained weights (plain random, or random with calibrated batch-norm statistics)."""
+    return config.weights == "none" or config.weights.startswith("none+")
+
+
+def weights_caveat(config: BackboneConfig) -> str | None:
+    """What to say beside a result meant for use (a recommendation, an export, a map) when the weights are random.
+
+    ``None`` for trained weights. Pages show it with ``st.warning``; captions can append it.
+
+    Example:
+        >>> weights_caveat(BackboneConfig("vgg16", "pretrained", (32, 32))) is None
+        True
+        >>> weights_caveat(BackboneConfig("vgg16", "none", (32, 32))).startswith("Random weights")
+        True
+    """
+    if not is_random(config):
+        return None
+    return ("Random weights (untrained): these results come from an untrained network. They show its "
+            "architecture (shapes, strides), not learned features; pick Pretrained weights for features to use.")
 
 
 def describe_config(config: BackboneConfig) -> str:

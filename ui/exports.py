@@ -158,11 +158,15 @@ def _model_file_name(file_name: str) -> str:
     return stem if stem.lower().endswith((".keras", ".h5")) else stem + ".keras"
 
 
-def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str]) -> tuple[bytes, str]:
+def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str], *,
+                    images: Sequence[str] | None = None, weights_info=None) -> tuple[bytes, str]:
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
-    A local weights file or model file appears by its file name only (never a server path); the
-    script reads such a file from its own folder.
+    ``images`` are the exported rows' ``paths`` in order (the script then writes its rows in that
+    order); ``weights_info`` (the loaded backbone's :class:`extractor.WeightsInfo`) goes into
+    config.json as ``weights_kind``/``weights_description``, so a file of random-weight features
+    says so. A local weights file or model file appears by its file name only (never a server
+    path); the script reads such a file from its own folder.
     """
     weights = config.weights
     if custom_model.is_custom(config.name):
@@ -181,8 +185,13 @@ def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Seq
         resize=config.resize,
         precision=config.precision,
         input_size=tuple(config.input_size),
+        images=None if images is None else list(images),
     )
-    blob = (json.dumps(cfg, indent=2) + "\n").encode("utf-8")
+    described = dict(cfg)
+    if weights_info is not None:  # what was really loaded: "random" says the features are untrained
+        described["weights_kind"] = weights_info.kind
+        described["weights_description"] = weights_info.description
+    blob = (json.dumps(described, indent=2) + "\n").encode("utf-8")
     return blob, reproduce_script(cfg, script_name=FILE_NAMES["script"])
 
 
