@@ -126,3 +126,37 @@ def test_use_in_export_keeps_every_sidebar_choice(downloads):
     assert_clean(at)
     warned = [w for w in texts(at.warning) if "differs from the sweep" in w]
     assert warned and "32×32 → 48×48" in warned[0], (texts(at.warning), texts(at.caption), texts(at.error), texts(at.info))
+
+
+def test_missing_imagenet_weights_speak_the_sidebars_words(monkeypatch):
+    """Offline, no cached file: one box in the sidebar's words (no server path, no local-file way out when the
+    deployment allows none), a one-click way to random weights, and the backbone list says what is cached."""
+    import extractor.backbones as backbones
+
+    monkeypatch.setattr(backbones, "_weights_host_reachable", lambda: False)
+    fake = backbones.imagenet_weights_path(backbones.get_spec("resnet50"))
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_bytes(b"")  # only its presence is read by the list; it is never loaded here
+    try:
+        at = open_on(LS)
+        labels = at.selectbox(key="sb_backbone").options
+        assert "resnet50 (ResNet) · ✓ ImageNet" in labels
+        assert "vgg16 (VGG) · no ImageNet weights here" in labels
+        assert "demo-shapes (Demo)" in labels
+    finally:
+        fake.unlink()
+    at.selectbox(key="sb_backbone").set_value("vgg16").run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1, errors
+    message = errors[0]
+    assert "No ImageNet weights for vgg16" in message and "**Random**" in message and "demo-shapes" in message
+    assert "weights 'none'" not in message and "--weights" not in message
+    assert "Local weights file" not in message  # LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS is not set
+    assert str(backbones.keras_cache_dir()) not in message and "/" not in message
+    assert not at.info  # the ways out are said once, in that box
+    at.button(key="state_use_random").click().run()
+    assert_clean(at)
+    assert at.radio(key="sb_weights").value == "random"
+    assert not at.error
+    assert at.button(key="ls_run")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from extractor import BACKBONES, LayerExplorerError, get_spec
+from extractor.backbones import imagenet_cached
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 
@@ -84,7 +85,11 @@ def _network_section() -> None:
     st.header("Network", divider="gray")
     names = list(BACKBONES) + ([custom_model.CUSTOM] if custom_model.upload_enabled() else [])
     state.ensure_choice("sb_backbone", names, state.DEFAULT_BACKBONE)
-    st.selectbox("Backbone", names, key="sb_backbone", persist_state=KEEP, format_func=_backbone_label)
+    cached = imagenet_cached()  # files only: which backbones have ImageNet weights on this machine
+    st.selectbox("Backbone", names, key="sb_backbone", persist_state=KEEP,
+                 format_func=lambda name: _backbone_label(name, cached.get(name)),
+                 help="✓ ImageNet: its ImageNet weights are on this server. Others need a download (when the "
+                      "server is online) or run with Random weights; demo-shapes ships with trained weights.")
     if st.session_state["sb_backbone"] == custom_model.CUSTOM:
         _custom_model_section()
         _precision_section(None)
@@ -106,10 +111,16 @@ def _network_section() -> None:
     _weights_badge()
 
 
-def _backbone_label(name: str) -> str:
+def _backbone_label(name: str, has_imagenet: bool | None = None) -> str:
+    """``"resnet50 (ResNet) · ✓ ImageNet"``: the family, and whether ImageNet weights are on this machine."""
     if name == custom_model.CUSTOM:
         return "Your model (upload a .keras file)"
-    return f"{name} ({BACKBONES[name].family})" if BACKBONES[name].family else name
+    label = f"{name} ({BACKBONES[name].family})" if BACKBONES[name].family else name
+    if has_imagenet is True:
+        return f"{label} · ✓ ImageNet"
+    if has_imagenet is False:
+        return f"{label} · no ImageNet weights here"
+    return label
 
 
 def _custom_model_section() -> None:

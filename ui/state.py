@@ -30,7 +30,7 @@ from typing import Any
 import streamlit as st
 
 from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
-from extractor.backbones import keras_cache_dir
+from extractor.backbones import ImageNetWeightsMissingError, MissingWeights, keras_cache_dir
 from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.sources import UploadLimits, gather_uploads
@@ -64,6 +64,8 @@ __all__ = [
     "current_images",
     "current_backbone",
     "current_config",
+    "missing_weights_message",
+    "use_random_weights",
     "escape_markdown",
     "user_message",
     "page_guard",
@@ -116,6 +118,7 @@ class ResolvedBackbone:
     layers: tuple[LayerInfo, ...] = ()
     error: str | None = None
     note: str | None = None
+    missing: MissingWeights | None = None  # set when ImageNet weights are missing: the page offers Random
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,10 +271,37 @@ def resolve_backbone() -> ResolvedBackbone:
     return resolved
 
 
+def missing_weights_message(missing: MissingWeights) -> str:
+    """The missing-ImageNet-weights refusal in the sidebar's words (never the server's cache folder).
+
+    Example:
+        >>> m = MissingWeights("vgg16", "pretrained", "vgg16_notop.h5", "/srv/keras/models", "not-cached-offline")
+        >>> print(missing_weights_message(m).splitlines()[0])
+        **No ImageNet weights for vgg16 on this server.** They are not in its Keras cache, and it cannot download them (no internet).
+    """
+    if missing.cause == "load-failed":
+        why = "They could not be downloaded or read" + (f" ({missing.detail})." if missing.detail else ".")
+    else:
+        why = "They are not in its Keras cache, and it cannot download them (no internet)."
+    ways = ["**Random** weights (the same architecture, untrained) to explore its layers, shapes and strides"]
+    if local_weights_allowed():
+        ways.append("a **Local weights file** (.weights.h5 saved from the same architecture)")
+    ways.append("the offline **demo-shapes** backbone, whose trained weights ship with the app")
+    return (f"**No ImageNet weights for {missing.backbone} on this server.** {why}\n\n"
+            "Under **Weights** in the sidebar, choose " + "; or ".join(ways) + ".")
+
+
+def use_random_weights() -> None:
+    """``on_click`` of "Use random weights instead": the sidebar's Weights choice becomes Random."""
+    st.session_state["sb_weights"] = "random"
+
+
 def _resolve_request(request: BackboneConfig) -> ResolvedBackbone:
     try:
         backbone, layers = cache.load_backbone_cached(request)
         return ResolvedBackbone(request, backbone, layers)
+    except ImageNetWeightsMissingError as exc:
+        return ResolvedBackbone(request, error=missing_weights_message(exc.missing), missing=exc.missing)
     except WeightsUnavailableError as exc:
         message = user_message(exc)
         if request.name == "demo-shapes" and request.weights == "pretrained":
@@ -313,9 +343,11 @@ def current_backbone() -> tuple[Backbone, list[LayerInfo]]:
     """The loaded backbone and its feature-map layers, or an ``st.error`` and ``st.stop()``."""
     resolved = resolve_backbone()
     if resolved.backbone is None:
+        # One box: the message already names the ways out (in the sidebar's words).
         st.error(resolved.error or "The network could not be loaded.", icon=":material/error:")
-        st.info("Ways out: pick **Random** weights in the sidebar to explore the architecture, or the offline "
-                "**demo-shapes** backbone, which ships with trained weights.", icon=":material/lightbulb:")
+        if resolved.missing is not None or resolved.config.weights not in ("none", "upload"):
+            st.button("Use random weights instead", key="state_use_random", on_click=use_random_weights,
+                      icon=":material/casino:")
         st.stop()
     return resolved.backbone, list(resolved.layers)
 
