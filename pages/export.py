@@ -10,7 +10,7 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.errors import LayerExplorerError
-from ui import exports, features, state
+from ui import exports, features, health, state
 from ui.config import describe_config as config_text
 from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
@@ -172,6 +172,9 @@ with state.page_guard("preparing the downloads"):
         st.warning(f"Images left out ({len(feats.failures)}):\n\n"
                    + state.bullet_list(f.message for f in feats.failures), icon=":material/warning:")
     ex = exports.export_set(fetch, images, config)
+    unusable = health.health_message(health.feature_health(ex.selected, config, backbone))
+    if unusable:
+        st.warning(unusable, icon=":material/blur_off:")
     st.markdown(f"**{state.plural(len(ex.names), 'image')}** × **{state.plural(len(ex.keys), 'configuration')}** "
                 f"({', '.join(f'{state.escape_markdown(k)}: {ex.selected[k].shape[1]:,}' for k in ex.keys)} dims) "
                 f"= {ex.dims:,} numbers per image, {exports.size_text(ex.float32_bytes)} as float32.")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.scoring import label_problem
-from ui import charts, features, state, sweeps
+from ui import charts, features, health, state, sweeps
 from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
 
@@ -90,6 +90,9 @@ def show(result: sweeps.SweepResult) -> None:
                    icon=":material/warning:")
     if result.skipped:
         st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")
+    unusable = health.health_message(result.health)
+    if unusable:  # numbers that round to zero are not the images' fault: say what happened instead
+        st.warning(unusable, icon=":material/blur_off:")
     if rec is not None:
         st.success(charts.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
         caveat = weights_caveat(result.config) if result.config is not None else None

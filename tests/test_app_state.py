@@ -160,3 +160,29 @@ def test_missing_imagenet_weights_speak_the_sidebars_words(monkeypatch):
     assert at.radio(key="sb_weights").value == "random"
     assert not at.error
     assert at.button(key="ls_run")
+
+
+@pytest.mark.slow
+def test_collapsed_random_features_are_named_not_blamed_on_the_images(downloads):
+    """Random MobileNetV2 (batch norm): the sweep and Export say the features collapsed, and why."""
+    at = open_on(LS)
+    at.slider(key="sb_per_class").set_value(2).run()
+    at.radio(key="sb_weights").set_value("random").run()
+    at.selectbox(key="sb_backbone").set_value("mobilenetv2").run()
+    at.number_input(key="sb_input_size__mobilenetv2").set_value(32).run()
+    at.multiselect(key="ls_poolings").set_value(["avg"]).run()
+    at.button(key="ls_run").click().run()
+    assert_clean(at)
+    said = [w for w in texts(at.warning) if "collapsed" in w or "same vector" in w]
+    assert said and "not about your images" in said[0] and "batch normalisation" in said[0], texts(at.warning)
+    assert not [t for t in texts(at.markdown) + texts(at.info) if "copies of one image" in t]
+    # (AppTest.switch_page would run the page file on its own, whose sidebar widgets are other widgets)
+    at.button(key="ls_use_best").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Export"
+    result = at.session_state["ls_result"]
+    chosen = f"{result.recommendation.layer}/{result.recommendation.pooling}"
+    verdict = {h.name: h for h in result.health}[chosen]
+    said = [w for w in texts(at.warning) if "collapsed" in w or "same vector" in w]
+    assert bool(said) == (not verdict.ok), (chosen, verdict, texts(at.warning))
+    assert sum(not h.ok for h in result.health) >= 1

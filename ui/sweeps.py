@@ -22,6 +22,7 @@ from extractor.sweep import layer_costs, score_sweep
 
 from .config import BackboneConfig
 from .features import digest_of, fetch_features, labels_id, rows_id
+from .health import feature_health
 from .image_set import ImageSet
 from .inference_slot import inference_slot
 
@@ -75,6 +76,7 @@ class SweepResult:
     config: BackboneConfig | None = None  # the network it scored (Export says so, and warns when the sidebar differs)
     images_text: str = ""  # ImageSet.summary() of the images it scored
     images_id: str = ""  # digest of those images' contents, in order
+    health: list = field(default_factory=list)  # FeatureHealth of every configuration (ui.health)
 
 
 def sweep_signature(rows: str, labels: str, poolings: Sequence[str], k: int, folds: int) -> str:
@@ -127,7 +129,8 @@ def run_sweep(
         recommendation=recommend(scores), label_problem=scores.attrs.get("label_problem"),
         n_images=len(feats.names), seconds=time.perf_counter() - started, layers=list(blocks),
         poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows,
-        config=config, images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)))
+        config=config, images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)),
+        health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone))
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
 
