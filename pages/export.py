@@ -81,13 +81,13 @@ def feature_files(eid, selected, names, labels) -> None:
     with c2:
         download("Features (.parquet)", exports.parquet_bytes(eid, selected, names, labels), "parquet",
                  "application/vnd.apache.parquet",
-                 "One row per image: path, label, and one list-of-float32 column per layer/pooling "
+                 "One row per image: paths, labels, and one list-of-float32 column per layer/pooling "
                  "(pandas.read_parquet).", "ex_dl_parquet")
     with c3:
         data, why = exports.csv_bytes_or_message(eid, selected, names, labels)
         if data is not None:
             download("Features (.csv)", data, "csv", "text/csv",
-                     "Wide table for spreadsheets: path, label, then one column per dimension.", "ex_dl_csv")
+                     "Wide table for spreadsheets: paths, labels, then one column per dimension.", "ex_dl_csv")
         else:
             st.info(f"{why}", icon=":material/table_view:")
     st.caption("Rows follow the image order in the sidebar; 'paths' are the file names (for uploads) or demo names.")
@@ -111,7 +111,7 @@ def map_files(rid, keys, selected, names, labels) -> None:
     if coords:
         eid = features.digest_of("coords", exports.export_id(rid, keys, names, labels), tuple(sorted(coords)))
         download("2-D coordinates (.csv)", exports.coords_csv_bytes(eid, coords, names, labels), "coords", "text/csv",
-                 "path, label, then an x and a y column per map.", "ex_dl_coords")
+                 "paths, labels, then an x and a y column per map.", "ex_dl_coords")
         st.caption("Included: " + "; ".join(state.escape_markdown(line) for line in listed) + ". t-SNE and UMAP maps "
                    "appear here once computed on the Embeddings page for these images.")
     if problems:

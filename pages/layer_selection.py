@@ -26,11 +26,15 @@ st.markdown(
 )
 
 NO_LABELS_HELP = (
-    "To score layers by accuracy the images need classes: upload a **.zip with one folder per class** "
-    "(cats/a.jpg, dogs/b.jpg, …) or pick a labelled demo set (shapes, digits, photos) in the sidebar. "
-    "Without labels the sweep shows what needs none: vector size, effective rank (how many directions "
-    "carry variance) and extraction time."
+    "Upload a **.zip** laid out that way (cats/a.jpg, dogs/b.jpg, …), or pick a labelled demo set. "
+    "Meanwhile the sweep shows what needs none: vector size, effective rank (how many directions carry "
+    "variance) and extraction time."
 )
+
+
+def no_scores_box(problem: str) -> None:
+    """The one box that says why there are no accuracy scores (the core's sentence, then what still works)."""
+    st.info(f"No accuracy scores: {state.escape_markdown(problem)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
 
 
 
@@ -110,8 +114,7 @@ def show(result: sweeps.SweepResult) -> None:
                              on_click=sweeps.use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
                     st.switch_page("pages/export.py")
     else:
-        why = result.label_problem or "the images have no labels"
-        st.info(f"No accuracy scores: {state.escape_markdown(why)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
+        no_scores_box(result.label_problem or "the images have no labels.")
 
     options = charts.metric_options(table)
     metric = state.persistent(st.radio, "Show", options, key="ls_metric", default=options[0], horizontal=True,
@@ -160,8 +163,6 @@ with state.page_guard("running the layer sweep"):
     blocks = [info.name for info in representative_layers(table, "block")]
     poolings, k, folds = settings(blocks, table)
     problem = label_problem(images.labels if images.has_labels else None)
-    if problem is not None:
-        st.info(f"{state.escape_markdown(problem)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
     if not poolings:
         st.info("Choose at least one pooling.", icon=":material/touch_app:")
         st.stop()
@@ -172,7 +173,10 @@ with state.page_guard("running the layer sweep"):
     if clicked:
         run(blocks, poolings, k, folds, images, backbone, table, config)
     result = sweeps.stored_result()
-    if result is not None and result.signature == signature:
+    shown = result is not None and result.signature == signature
+    if problem is not None and not shown:  # with a result, show() says it (one box, not two)
+        no_scores_box(problem)
+    if shown:
         show(result)
     elif result is not None:
         st.info("The last sweep was run on other images or settings; press **Run sweep** for these.",

@@ -186,3 +186,20 @@ def test_collapsed_random_features_are_named_not_blamed_on_the_images(downloads)
     said = [w for w in texts(at.warning) if "collapsed" in w or "same vector" in w]
     assert bool(said) == (not verdict.ok), (chosen, verdict, texts(at.warning))
     assert sum(not h.ok for h in result.health) >= 1
+
+
+def test_no_accuracy_scores_is_one_box_in_one_voice():
+    """Unlabelled uploads: before and after the sweep, one box "No accuracy scores: the images have no labels…"."""
+    at = open_on(LS)
+    at.radio(key="sb_source").set_value("upload").run()
+    rng = np.random.default_rng(1)
+    files = [(f"img_{i}.png", png(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)), "image/png") for i in range(4)]
+    at.file_uploader(key="sb_upload").set_value(files).run()
+    for when in ("before", "after"):
+        boxes = [t for t in texts(at.info) if "accuracy scores" in t.lower() or "labels" in t.lower()]
+        assert len(boxes) == 1, (when, texts(at.info))
+        assert boxes[0].startswith("No accuracy scores: the images have no labels"), boxes[0]
+        assert boxes[0].lower().count("one folder per class") == 1, boxes[0]
+        if when == "before":
+            at.button(key="ls_run").click().run()
+            assert_clean(at)
