@@ -105,7 +105,9 @@ def map_files(rid, keys, selected, names, labels) -> None:
             except LayerExplorerError as exc:
                 problems.append(f"{key}: {state.user_message(exc)}")
                 break
-            tag = "".join(f" {name}={value:g}" for name, value in params)
+            # The parameters really used (t-SNE lowers a perplexity too high for the images), not those asked for.
+            tag = "".join(f" {name}={value:g}" if isinstance(value, (int, float)) else f" {name}={value}"
+                          for name, value in (emb.params or params))
             coords[f"{key} {method}{tag}"] = emb.coords
             listed.append(f"{key}: {features.METHOD_NAMES.get(method, method)}{tag}")
     if coords:

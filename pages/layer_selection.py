@@ -102,14 +102,15 @@ def show(result: sweeps.SweepResult) -> None:
         caveat = weights_caveat(result.config) if result.config is not None else None
         if caveat:
             st.warning(caveat, icon=":material/casino:")
-        b1, b2, _ = st.columns([2, 2, 3])
-        with b1:
+        # A horizontal container sizes each button to its label (columns cut the longer one off).
+        row = st.container(horizontal=True)
+        with row:
             if st.button(f"Use {esc(rec.layer)} / {rec.pooling} in Export", key="ls_use_best", type="primary",
                          on_click=sweeps.use_in_export, args=(rec.layer, rec.pooling)):
                 st.switch_page("pages/export.py")
         cheaper = (rec.cheapest_layer, rec.cheapest_pooling) != (rec.layer, rec.pooling)
         if cheaper:
-            with b2:
+            with row:
                 if st.button(f"Use the cheaper {esc(rec.cheapest_layer)} / {rec.cheapest_pooling}", key="ls_use_cheap",
                              on_click=sweeps.use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
                     st.switch_page("pages/export.py")
@@ -131,7 +132,7 @@ def show(result: sweeps.SweepResult) -> None:
         st.altair_chart(charts.depth_curve(table, metric), width="stretch")
     st.subheader("All scores")
     st.dataframe(
-        charts.display_table(table),
+        sweeps.scores_view(charts.display_table(table)),
         hide_index=True,
         column_config={
             "layer": st.column_config.TextColumn("Layer"),
@@ -147,7 +148,8 @@ def show(result: sweeps.SweepResult) -> None:
                                                             help="Roughly how many directions carry the variance."),
             "ms_per_image": st.column_config.NumberColumn("ms / image", format="%.2f",
                                                           help="Time to extract this layer alone, per image (probe batch of 8)."),
-            "problem": st.column_config.TextColumn("Problem"),
+            "problem": st.column_config.TextColumn("Problem", width="large",
+                                                   help="Why a score is missing for this configuration."),
         },
     )
     n_lab = table.attrs.get("n_labelled") or 0

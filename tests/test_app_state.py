@@ -203,3 +203,26 @@ def test_no_accuracy_scores_is_one_box_in_one_voice():
         if when == "before":
             at.button(key="ls_run").click().run()
             assert_clean(at)
+
+
+def test_sidebar_polish_caps_left_out_list_and_problem_column():
+    """The uploader carries the app's own per-file cap; many bad files sit in a collapsed list; no "None" cells."""
+    import pandas as pd
+
+    from ui.state import UPLOAD_LIMITS
+    from ui.sweeps import scores_view
+
+    at = open_on(LS)
+    at.radio(key="sb_source").set_value("upload").run()
+    uploader = at.file_uploader(key="sb_upload")
+    assert uploader.proto.max_upload_size_mb == UPLOAD_LIMITS.max_file_bytes // 2**20
+    good = png(np.zeros((32, 32, 3), np.uint8))
+    files = [("ok.png", good, "image/png")] + [(f"bad_{i}.png", b"not an image", "image/png") for i in range(8)]
+    uploader.set_value(files).run()
+    assert_clean(at)
+    left = [e for e in at.sidebar.expander if "Left out: 8 files" in e.label]
+    assert left and not left[0].proto.expanded
+    assert not [w for w in at.sidebar.warning if "Left out" in str(w.value)]
+
+    view = scores_view(pd.DataFrame({"layer": ["a", "b"], "problem": [None, "too few images"]}))
+    assert list(view["problem"]) == ["", "too few images"]

@@ -54,6 +54,8 @@ def _images_section() -> None:
             accept_multiple_files=True,
             key="sb_upload",
             on_change=state.keep_upload,
+            # The app's own per-file cap (Streamlit's dropzone then says it, not its 200 MB default).
+            max_upload_size=max(1, limits.max_file_bytes // 2**20),
             help=(f"Up to {limits.max_files} images, {_mib(limits.max_file_bytes)} each and "
                   f"{_mib(limits.max_total_bytes)} in all. In a .zip, the folder an image sits in is its class "
                   "(cats/a.jpg → cats). Files stay in this session only."),
@@ -74,8 +76,10 @@ def _images_section() -> None:
             summary += f" · {len(classes)} {'class' if len(classes) == 1 else 'classes'}"
         st.caption(summary)
     if images.problems:
-        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(p.message for p in images.problems),
-                   icon=":material/warning:")
+        # Collapsible: a zip with hundreds of bad members must not push the network choices out of sight.
+        n = len(images.problems)
+        with st.expander(f":material/warning: Left out: {state.plural(n, 'file')}", expanded=n <= 3):
+            st.markdown(state.bullet_list((p.message for p in images.problems), limit=50))
     if images.notes:
         with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
             st.markdown(state.bullet_list((n.message for n in images.notes), limit=30))

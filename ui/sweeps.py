@@ -30,6 +30,7 @@ __all__ = [
     "NothingToScoreError",
     "run_sweep",
     "stored_result",
+    "scores_view",
     "use_in_export",
     "export_choice",
     "EXPORT_CHOICE_KEY",
@@ -133,6 +134,13 @@ def run_sweep(
         health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone))
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
+
+
+def scores_view(view: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table as shown: an empty Problem cell where there is none (never the word "None")."""
+    if "problem" in view:
+        view = view.assign(problem=view["problem"].where(view["problem"].notna(), "").astype(str))
+    return view
 
 
 def stored_result() -> SweepResult | None:
