@@ -33,6 +33,7 @@ MODULES = [
     "ui.config",
     "ui.image_set",
     "ui.inference_slot",
+    "ui.state",
 ]
 
 
