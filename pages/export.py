@@ -10,7 +10,9 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.errors import LayerExplorerError
-from ui import exports, features, state
+from ui import exports, features, health, state
+from ui.config import describe_config as config_text
+from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -30,11 +32,21 @@ def choose(table, blocks, images, config):
     layers_key = features.widget_key("ex_layers", config.name)
     start = exports.export_start(config, images, blocks, all_layers)
     layers0, poolings0, source, result = start.layers, start.poolings, start.source, start.sweep
-    if start.handed_over:  # "Use this in Export" on the Layer-selection page: that choice replaces the last one here
+    if start.handed_over:  # "Use … in Export" on the Layer-selection page: that choice replaces the last one here
         state.remember(layers_key, layers0)
         state.remember("ex_poolings", poolings0)
+    if start.handed_over and source.startswith("your choice"):
         st.toast(f"Export set to {state.escape_markdown(', '.join(layers0))} with {', '.join(poolings0)} pooling.",
                  icon=":material/check:")
+    origin = start.origin
+    if origin is not None and origin.config is not None:
+        st.caption(f"Chosen from the sweep of {state.escape_markdown(origin.images_text)} through "
+                   f"{state.escape_markdown(config_text(origin.config))}.")
+    if start.differences:
+        st.warning("**The sidebar differs from the sweep this choice came from**, so these files would hold features "
+                   "the sweep never scored:\n\n" + state.bullet_list(start.differences)
+                   + "\n\nSwitch the sidebar back, or run the sweep again on **Layer selection**.",
+                   icon=":material/difference:")
     c1, c2 = st.columns([3, 2])
     with c1:
         layers = state.persistent(st.multiselect, "Layers", all_layers, key=layers_key, default=layers0,
@@ -69,13 +81,13 @@ def feature_files(eid, selected, names, labels) -> None:
     with c2:
         download("Features (.parquet)", exports.parquet_bytes(eid, selected, names, labels), "parquet",
                  "application/vnd.apache.parquet",
-                 "One row per image: path, label, and one list-of-float32 column per layer/pooling "
+                 "One row per image: paths, labels, and one list-of-float32 column per layer/pooling "
                  "(pandas.read_parquet).", "ex_dl_parquet")
     with c3:
         data, why = exports.csv_bytes_or_message(eid, selected, names, labels)
         if data is not None:
             download("Features (.csv)", data, "csv", "text/csv",
-                     "Wide table for spreadsheets: path, label, then one column per dimension.", "ex_dl_csv")
+                     "Wide table for spreadsheets: paths, labels, then one column per dimension.", "ex_dl_csv")
         else:
             st.info(f"{why}", icon=":material/table_view:")
     st.caption("Rows follow the image order in the sidebar; 'paths' are the file names (for uploads) or demo names.")
@@ -93,13 +105,15 @@ def map_files(rid, keys, selected, names, labels) -> None:
             except LayerExplorerError as exc:
                 problems.append(f"{key}: {state.user_message(exc)}")
                 break
-            tag = "".join(f" {name}={value:g}" for name, value in params)
+            # The parameters really used (t-SNE lowers a perplexity too high for the images), not those asked for.
+            tag = "".join(f" {name}={value:g}" if isinstance(value, (int, float)) else f" {name}={value}"
+                          for name, value in (emb.params or params))
             coords[f"{key} {method}{tag}"] = emb.coords
             listed.append(f"{key}: {features.METHOD_NAMES.get(method, method)}{tag}")
     if coords:
         eid = features.digest_of("coords", exports.export_id(rid, keys, names, labels), tuple(sorted(coords)))
         download("2-D coordinates (.csv)", exports.coords_csv_bytes(eid, coords, names, labels), "coords", "text/csv",
-                 "path, label, then an x and a y column per map.", "ex_dl_coords")
+                 "paths, labels, then an x and a y column per map.", "ex_dl_coords")
         st.caption("Included: " + "; ".join(state.escape_markdown(line) for line in listed) + ". t-SNE and UMAP maps "
                    "appear here once computed on the Embeddings page for these images.")
     if problems:
@@ -124,13 +138,14 @@ def projector(rid, keys, selected, names, labels, thumbs) -> None:
                "see the thumbnails too.")
 
 
-def reproduce(config, layers, poolings) -> None:
+def reproduce(config, layers, poolings, names, weights_info) -> None:
     st.subheader("Reproduce it")
-    blob, script = exports.reproduce_files(config, layers, poolings)
+    blob, script = exports.reproduce_files(config, layers, poolings, images=list(names), weights_info=weights_info)
     c1, c2 = st.columns(2)
     with c1:
         download("Settings (config.json)", blob, "config", "application/json",
-                 "Backbone, weights, input size, layers, poolings, resize policy, precision.", "ex_dl_config")
+                 "Backbone, weights (and which kind were loaded), input size, layers, poolings, resize policy, precision, "
+                 "and the exported rows' order.", "ex_dl_config")
     with c2:
         download("Script (extract_features.py)", script, "script", "text/x-python",
                  "Runs the same extraction on any images or folders and writes features.npz.", "ex_dl_script")
@@ -159,10 +174,18 @@ with state.page_guard("preparing the downloads"):
         st.warning(f"Images left out ({len(feats.failures)}):\n\n"
                    + state.bullet_list(f.message for f in feats.failures), icon=":material/warning:")
     ex = exports.export_set(fetch, images, config)
+    unusable = health.health_message(health.feature_health(ex.selected, config, backbone))
+    if unusable:
+        st.warning(unusable, icon=":material/blur_off:")
     st.markdown(f"**{state.plural(len(ex.names), 'image')}** × **{state.plural(len(ex.keys), 'configuration')}** "
                 f"({', '.join(f'{state.escape_markdown(k)}: {ex.selected[k].shape[1]:,}' for k in ex.keys)} dims) "
                 f"= {ex.dims:,} numbers per image, {exports.size_text(ex.float32_bytes)} as float32.")
+    st.caption(f"Features of {state.escape_markdown(images.summary())} through "
+               f"{state.escape_markdown(config_text(config))} ({state.escape_markdown(backbone.weights.description)}).")
+    caveat = weights_caveat(config)
+    if caveat:
+        st.warning(caveat, icon=":material/casino:")
     feature_files(ex.eid, ex.selected, ex.names, ex.labels)
     map_files(ex.rows, ex.keys, ex.selected, ex.names, ex.labels)
     projector(ex.rows, ex.keys, ex.selected, ex.names, ex.labels, ex.thumbnails)
-    reproduce(config, layers, poolings)
+    reproduce(config, layers, poolings, ex.names, backbone.weights)

@@ -10,7 +10,8 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.scoring import label_problem
-from ui import charts, features, state, sweeps
+from ui import charts, features, health, state, sweeps
+from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -25,14 +26,18 @@ st.markdown(
 )
 
 NO_LABELS_HELP = (
-    "To score layers by accuracy the images need classes: upload a **.zip with one folder per class** "
-    "(cats/a.jpg, dogs/b.jpg, …) or pick a labelled demo set (shapes, digits, photos) in the sidebar. "
-    "Without labels the sweep shows what needs none: vector size, effective rank (how many directions "
-    "carry variance) and extraction time."
+    "Upload a **.zip** laid out that way (cats/a.jpg, dogs/b.jpg, …), or pick a labelled demo set. "
+    "Meanwhile the sweep shows what needs none: vector size, effective rank (how many directions carry "
+    "variance) and extraction time."
 )
 
 SWEEP_CANCELLED = ("Sweep cancelled: nothing was scored. Features extracted so far are kept, so **Run sweep** "
                    "continues from where it stopped.")
+
+def no_scores_box(problem: str) -> None:
+    """The one box that says why there are no accuracy scores (the core's sentence, then what still works)."""
+    st.info(f"No accuracy scores: {state.escape_markdown(problem)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
+
 
 
 def settings(blocks, table):
@@ -99,22 +104,28 @@ def show(result: sweeps.SweepResult) -> None:
                    icon=":material/warning:")
     if result.skipped:
         st.warning("Not scored:\n\n" + state.bullet_list(sorted(set(result.skipped.values()))), icon=":material/memory:")
+    unusable = health.health_message(result.health)
+    if unusable:  # numbers that round to zero are not the images' fault: say what happened instead
+        st.warning(unusable, icon=":material/blur_off:")
     if rec is not None:
         st.success(charts.recommendation_markdown(rec, state.escape_markdown), icon=":material/recommend:")
-        b1, b2, _ = st.columns([2, 2, 3])
-        with b1:
+        caveat = weights_caveat(result.config) if result.config is not None else None
+        if caveat:
+            st.warning(caveat, icon=":material/casino:")
+        # A horizontal container sizes each button to its label (columns cut the longer one off).
+        row = st.container(horizontal=True)
+        with row:
             if st.button(f"Use {esc(rec.layer)} / {rec.pooling} in Export", key="ls_use_best", type="primary",
                          on_click=sweeps.use_in_export, args=(rec.layer, rec.pooling)):
                 st.switch_page("pages/export.py")
         cheaper = (rec.cheapest_layer, rec.cheapest_pooling) != (rec.layer, rec.pooling)
         if cheaper:
-            with b2:
+            with row:
                 if st.button(f"Use the cheaper {esc(rec.cheapest_layer)} / {rec.cheapest_pooling}", key="ls_use_cheap",
                              on_click=sweeps.use_in_export, args=(rec.cheapest_layer, rec.cheapest_pooling)):
                     st.switch_page("pages/export.py")
     else:
-        why = result.label_problem or "the images have no labels"
-        st.info(f"No accuracy scores: {state.escape_markdown(why)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
+        no_scores_box(result.label_problem or "the images have no labels.")
 
     options = charts.metric_options(table)
     metric = state.persistent(st.radio, "Show", options, key="ls_metric", default=options[0], horizontal=True,
@@ -131,7 +142,7 @@ def show(result: sweeps.SweepResult) -> None:
         st.altair_chart(charts.depth_curve(table, metric), width="stretch")
     st.subheader("All scores")
     st.dataframe(
-        charts.display_table(table),
+        sweeps.scores_view(charts.display_table(table)),
         hide_index=True,
         column_config={
             "layer": st.column_config.TextColumn("Layer"),
@@ -147,7 +158,8 @@ def show(result: sweeps.SweepResult) -> None:
                                                             help="Roughly how many directions carry the variance."),
             "ms_per_image": st.column_config.NumberColumn("ms / image", format="%.2f",
                                                           help="Time to extract this layer alone, per image (probe batch of 8)."),
-            "problem": st.column_config.TextColumn("Problem"),
+            "problem": st.column_config.TextColumn("Problem", width="large",
+                                                   help="Why a score is missing for this configuration."),
         },
     )
     n_lab = table.attrs.get("n_labelled") or 0
@@ -163,8 +175,6 @@ with state.page_guard("running the layer sweep"):
     blocks = [info.name for info in representative_layers(table, "block")]
     poolings, k, folds = settings(blocks, table)
     problem = label_problem(images.labels if images.has_labels else None)
-    if problem is not None:
-        st.info(f"{state.escape_markdown(problem)}\n\n{NO_LABELS_HELP}", icon=":material/label_off:")
     if not poolings:
         st.info("Choose at least one pooling.", icon=":material/touch_app:")
         st.stop()
@@ -177,7 +187,10 @@ with state.page_guard("running the layer sweep"):
     if clicked:
         run(blocks, poolings, k, folds, images, backbone, table, config)
     result = sweeps.stored_result()
-    if result is not None and result.signature == signature:
+    shown = result is not None and result.signature == signature
+    if problem is not None and not shown:  # with a result, show() says it (one box, not two)
+        no_scores_box(problem)
+    if shown:
         show(result)
     elif result is not None:
         st.info("The last sweep was run on other images or settings; press **Run sweep** for these.",

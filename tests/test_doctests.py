@@ -34,6 +34,7 @@ MODULES = [
     "ui.image_set",
     "ui.inference_slot",
     "ui.cache",
+    "ui.state",
 ]
 
 

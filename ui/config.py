@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from extractor import Backbone, FeatureExtractor
 
-__all__ = ["BackboneConfig", "build_extractor"]
+__all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "config_differences",
+           "is_random", "weights_caveat"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,76 @@ class BackboneConfig:
     def replace(self, **changes) -> BackboneConfig:
         """A copy with some fields changed (the value itself never changes)."""
         return dataclasses.replace(self, **changes)
+
+
+def weights_text(weights: str) -> str:
+    """The sidebar's words for a ``weights`` value.
+
+    Example:
+        >>> weights_text("none"), weights_text("pretrained"), weights_text("/srv/w/my.weights.h5")
+        ('random weights (untrained)', 'pretrained weights', 'weights from my.weights.h5')
+    """
+    if weights == "none":
+        return "random weights (untrained)"
+    if weights == "pretrained":
+        return "pretrained weights"
+    if weights == "upload":
+        return "your model's weights"
+    return f"weights from {str(weights).replace(chr(92), '/').rsplit('/', 1)[-1]}"  # the file name only
+
+
+def is_random(config: BackboneConfig) -> bool:
+    """True for untrained weights (plain random, or random with calibrated batch-norm statistics)."""
+    return config.weights == "none" or config.weights.startswith("none+")
+
+
+def weights_caveat(config: BackboneConfig) -> str | None:
+    """What to say beside a result meant for use (a recommendation, an export, a map) when the weights are random.
+
+    ``None`` for trained weights. Pages show it with ``st.warning``; captions can append it.
+
+    Example:
+        >>> weights_caveat(BackboneConfig("vgg16", "pretrained", (32, 32))) is None
+        True
+        >>> weights_caveat(BackboneConfig("vgg16", "none", (32, 32))).startswith("Random weights")
+        True
+    """
+    if not is_random(config):
+        return None
+    return ("Random weights (untrained): these results come from an untrained network. They show its "
+            "architecture (shapes, strides), not learned features; pick Pretrained weights for features to use.")
+
+
+def describe_config(config: BackboneConfig) -> str:
+    """One line for a person: backbone, weights, input size, resize, precision.
+
+    Example:
+        >>> describe_config(BackboneConfig("vgg16", "none", (32, 32)))
+        'vgg16, random weights (untrained), 32×32 px, stretch, float32'
+    """
+    h, w = config.input_size
+    name = "your model" if config.name.startswith("custom:") else config.name
+    return f"{name}, {weights_text(config.weights)}, {h}×{w} px, {config.resize}, {config.precision}"
+
+
+def config_differences(was: BackboneConfig, now: BackboneConfig) -> list[str]:
+    """What changed between two configurations, one phrase each ("weights: random … → pretrained …").
+
+    Example:
+        >>> config_differences(BackboneConfig("vgg16", "none", (32, 32)), BackboneConfig("vgg16", "none", (64, 64)))
+        ['input size: 32×32 → 64×64 px']
+    """
+    out = []
+    if was.name != now.name:
+        out.append(f"backbone: {was.name} → {now.name}")
+    if was.weights != now.weights:
+        out.append(f"weights: {weights_text(was.weights)} → {weights_text(now.weights)}")
+    if was.input_size != now.input_size:
+        out.append(f"input size: {was.input_size[0]}×{was.input_size[1]} → {now.input_size[0]}×{now.input_size[1]} px")
+    for name in ("resize", "precision", "runtime"):
+        if getattr(was, name) != getattr(now, name):
+            out.append(f"{name}: {getattr(was, name)} → {getattr(now, name)}")
+    return out
 
 
 def build_extractor(

@@ -31,7 +31,7 @@ from extractor.export import (
 )
 
 from . import custom_model
-from .config import BackboneConfig
+from .config import BackboneConfig, config_differences
 from .features import POOLING_CHOICES, FeatureFetch, digest_of, rows_id
 from .image_set import ImageSet
 from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
@@ -39,6 +39,7 @@ from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
 __all__ = [
     "ExportStart",
     "export_start",
+    "sweep_differences",
     "ExportSet",
     "export_set",
     "FILE_NAMES",
@@ -157,11 +158,15 @@ def _model_file_name(file_name: str) -> str:
     return stem if stem.lower().endswith((".keras", ".h5")) else stem + ".keras"
 
 
-def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str]) -> tuple[bytes, str]:
+def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str], *,
+                    images: Sequence[str] | None = None, weights_info=None) -> tuple[bytes, str]:
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
-    A local weights file or model file appears by its file name only (never a server path); the
-    script reads such a file from its own folder.
+    ``images`` are the exported rows' ``paths`` in order (the script then writes its rows in that
+    order); ``weights_info`` (the loaded backbone's :class:`extractor.WeightsInfo`) goes into
+    config.json as ``weights_kind``/``weights_description``, so a file of random-weight features
+    says so. A local weights file or model file appears by its file name only (never a server
+    path); the script reads such a file from its own folder.
     """
     weights = config.weights
     if custom_model.is_custom(config.name):
@@ -180,8 +185,13 @@ def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Seq
         resize=config.resize,
         precision=config.precision,
         input_size=tuple(config.input_size),
+        images=None if images is None else list(images),
     )
-    blob = (json.dumps(cfg, indent=2) + "\n").encode("utf-8")
+    described = dict(cfg)
+    if weights_info is not None:  # what was really loaded: "random" says the features are untrained
+        described["weights_kind"] = weights_info.kind
+        described["weights_description"] = weights_info.description
+    blob = (json.dumps(described, indent=2) + "\n").encode("utf-8")
     return blob, reproduce_script(cfg, script_name=FILE_NAMES["script"])
 
 
@@ -194,17 +204,40 @@ class ExportStart:
     source: str
     handed_over: bool  # True when the Layer-selection page just handed a choice over
     sweep: SweepResult | None  # this session's sweep, only when it scored these very images
+    origin: SweepResult | None = None  # the sweep the starting choice came from (whatever it scored)
+    differences: tuple[str, ...] = ()  # how the sidebar now differs from ``origin`` (empty: it does not)
 
 
 def export_start(config: BackboneConfig, images: ImageSet, block_layers: Sequence[str],
                  all_layers: Sequence[str]) -> ExportStart:
-    """Read (and consume) the choice handed over by the Layer-selection page, and pick the defaults."""
+    """Read (and consume) the choice handed over by the Layer-selection page, and pick the defaults.
+
+    The last choice handed over is remembered (as ``origin``) so that the page can keep saying
+    which sweep it came from, and warn while the sidebar differs from what that sweep scored.
+    """
     choice = st.session_state.pop(EXPORT_CHOICE_KEY, None)
-    result = stored_result()
+    if choice:
+        st.session_state[_HANDED_KEY] = choice
+    handed = st.session_state.get(_HANDED_KEY) or {}
+    stored = stored_result()
+    origin = stored if stored is not None and handed.get("sweep") == stored.signature else None
+    result = stored
     if result is not None and result.rows != rows_id(config, images.digests):
         result = None  # a sweep of other images or another network says nothing about these
     layers, poolings, source = export_defaults(choice, result, block_layers, all_layers)
-    return ExportStart(layers, poolings, source, bool(choice), result)
+    return ExportStart(layers, poolings, source, bool(choice), result, origin,
+                       tuple(sweep_differences(origin, config, images)) if origin is not None else ())
+
+
+_HANDED_KEY = "_export_handed_over"  # the last choice handed over by Layer selection (kept for the notice)
+
+
+def sweep_differences(result: SweepResult, config: BackboneConfig, images: ImageSet) -> list[str]:
+    """How the current sidebar (``config``, ``images``) differs from what ``result`` scored."""
+    out = config_differences(result.config, config) if result.config is not None else []
+    if result.images_id != digest_of("images", tuple(images.digests)):
+        out.append(f"images: {result.images_text} → {images.summary()}")
+    return out
 
 
 @dataclass(frozen=True)

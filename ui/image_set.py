@@ -46,6 +46,18 @@ class ImageSet:
     def classes(self) -> list[str]:
         return list(dict.fromkeys(label for label in self.labels if label is not None))
 
+    def summary(self) -> str:
+        """What the set is, for a person ("12 uploaded images", "the shapes demo set: 70 images").
+
+        Example:
+            >>> ImageSet(["a"], ["a.png"], [None], ["d1"], [], "upload").summary()
+            '1 uploaded image'
+        """
+        n = len(self.items)
+        if self.origin.startswith("demo:"):
+            return f"the {self.origin[5:]} demo set: {n} image{'' if n == 1 else 's'}"
+        return f"{n} uploaded image{'' if n == 1 else 's'}"
+
     def describe(self, i: int) -> str:
         """``"name (label)"`` for selectors (plain text, not Markdown)."""
         label = self.labels[i]

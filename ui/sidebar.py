@@ -8,11 +8,13 @@ from __future__ import annotations
 import streamlit as st
 
 from extractor import BACKBONES, LayerExplorerError, get_spec
+from extractor.backbones import imagenet_cached
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
 
 from . import about_server, cache, custom_model, inference_slot, state
+from .state import KEEP
 
 __all__ = ["render_sidebar", "ensure_shell"]
 
@@ -44,11 +46,11 @@ _WEIGHTS_LABELS = {"pretrained": "Pretrained", "random": "Random (untrained)", "
 
 def _images_section() -> None:
     st.header("Images", divider="gray")
-    st.radio("Source", list(_SOURCE_LABELS), format_func=_SOURCE_LABELS.get, key="sb_source", horizontal=True)
+    st.radio("Source", list(_SOURCE_LABELS), format_func=_SOURCE_LABELS.get, key="sb_source", persist_state=KEEP, horizontal=True)
     if st.session_state["sb_source"] == "demo":
-        st.selectbox("Demo set", list(DEMO_SETS), format_func=lambda n: _DEMO_LABELS.get(n, n), key="sb_demo")
+        st.selectbox("Demo set", list(DEMO_SETS), format_func=lambda n: _DEMO_LABELS.get(n, n), key="sb_demo", persist_state=KEEP)
         if st.session_state["sb_demo"] in ("shapes", "digits"):
-            st.slider("Images per class", min_value=2, max_value=50, key="sb_per_class")
+            st.slider("Images per class", min_value=2, max_value=50, key="sb_per_class", persist_state=KEEP)
     else:
         limits = state.UPLOAD_LIMITS
         st.file_uploader(
@@ -56,10 +58,21 @@ def _images_section() -> None:
             type=state.UPLOAD_TYPES,
             accept_multiple_files=True,
             key="sb_upload",
+            on_change=state.keep_upload,
+            # The app's own per-file cap (Streamlit's dropzone then says it, not its 200 MB default).
+            max_upload_size=max(1, limits.max_file_bytes // 2**20),
             help=(f"Up to {limits.max_files} images, {_mib(limits.max_file_bytes)} each and "
                   f"{_mib(limits.max_total_bytes)} in all. In a .zip, the folder an image sits in is its class "
                   "(cats/a.jpg → cats). Files stay in this session only."),
         )
+        shown = {f.file_id for f in (st.session_state.get("sb_upload") or [])}
+        kept = state.uploaded_files()
+        if kept and not shown & {f.file_id for f in kept}:
+            # The browser lost the uploader's list (a page switch from a button) while the files are kept.
+            st.caption("In use: " + ", ".join(state.escape_markdown(f.name) for f in kept[:5])
+                       + (f" and {len(kept) - 5} more" if len(kept) > 5 else ""))
+            st.button("Forget these files", key="sb_forget_upload", on_click=state.forget_upload,
+                      icon=":material/delete:")
     images = state.current_images(stop_if_empty=False)
     if len(images):
         classes = images.classes
@@ -68,8 +81,10 @@ def _images_section() -> None:
             summary += f" · {len(classes)} {'class' if len(classes) == 1 else 'classes'}"
         st.caption(summary)
     if images.problems:
-        st.warning(f"**Left out** ({len(images.problems)}):\n\n" + state.bullet_list(p.message for p in images.problems),
-                   icon=":material/warning:")
+        # Collapsible: a zip with hundreds of bad members must not push the network choices out of sight.
+        n = len(images.problems)
+        with st.expander(f":material/warning: Left out: {state.plural(n, 'file')}", expanded=n <= 3):
+            st.markdown(state.bullet_list((p.message for p in images.problems), limit=50))
     if images.notes:
         with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
             st.markdown(state.bullet_list((n.message for n in images.notes), limit=30))
@@ -79,7 +94,11 @@ def _network_section() -> None:
     st.header("Network", divider="gray")
     names = list(BACKBONES) + ([custom_model.CUSTOM] if custom_model.upload_enabled() else [])
     state.ensure_choice("sb_backbone", names, state.DEFAULT_BACKBONE)
-    st.selectbox("Backbone", names, key="sb_backbone", format_func=_backbone_label)
+    cached = imagenet_cached()  # files only: which backbones have ImageNet weights on this machine
+    st.selectbox("Backbone", names, key="sb_backbone", persist_state=KEEP,
+                 format_func=lambda name: _backbone_label(name, cached.get(name)),
+                 help="✓ ImageNet: its ImageNet weights are on this server. Others need a download (when the "
+                      "server is online) or run with Random weights; demo-shapes ships with trained weights.")
     if st.session_state["sb_backbone"] == custom_model.CUSTOM:
         _custom_model_section()
         _precision_section(None)
@@ -91,20 +110,26 @@ def _network_section() -> None:
     state.ensure_choice("sb_weights", options, "pretrained")
     pretrained = ("the weights trained on the shapes demo set, shipped with the app" if spec.pretrained == "shipped"
                   else "ImageNet weights from the Keras cache (downloaded once when online)")
-    st.radio("Weights", options, format_func=_WEIGHTS_LABELS.get, key="sb_weights",
+    st.radio("Weights", options, format_func=_WEIGHTS_LABELS.get, key="sb_weights", persist_state=KEEP,
              help=f"Pretrained for {spec.name}: {pretrained}. Random: the same architecture, untrained (seed 0).")
     if st.session_state["sb_weights"] == "file":
-        st.text_input("Weights file (.weights.h5) on the server", key="sb_weights_path",
+        st.text_input("Weights file (.weights.h5) on the server", key="sb_weights_path", persist_state=KEEP,
                       help="Saved with model.save_weights(...) from the same architecture, include_top=False.")
 
     _precision_section(spec)
     _weights_badge()
 
 
-def _backbone_label(name: str) -> str:
+def _backbone_label(name: str, has_imagenet: bool | None = None) -> str:
+    """``"resnet50 (ResNet) · ✓ ImageNet"``: the family, and whether ImageNet weights are on this machine."""
     if name == custom_model.CUSTOM:
         return "Your model (upload a .keras file)"
-    return f"{name} ({BACKBONES[name].family})" if BACKBONES[name].family else name
+    label = f"{name} ({BACKBONES[name].family})" if BACKBONES[name].family else name
+    if has_imagenet is True:
+        return f"{label} · ✓ ImageNet"
+    if has_imagenet is False:
+        return f"{label} · no ImageNet weights here"
+    return label
 
 
 def _custom_model_section() -> None:
@@ -135,26 +160,26 @@ def _precision_section(spec) -> None:
     with st.expander("Input size, resize, precision" if spec else "Resize, precision", expanded=False):
         if spec is None:
             st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
-                     key="sb_resize", help=_RESIZE_HELP)
-            st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+                     key="sb_resize", persist_state=KEEP, help=_RESIZE_HELP)
+            st.radio("Precision", list(PRECISIONS), key="sb_precision", persist_state=KEEP, horizontal=True, help=_PRECISION_HELP)
             _runtime_radio()
             return
         size_key = state.input_size_key(spec.name)
         st.session_state.setdefault(size_key, int(spec.input_size[0]))
         st.number_input("Input size (pixels per side)", min_value=int(spec.min_input_size), max_value=1024,
-                        step=8, key=size_key,
+                        step=8, key=size_key, persist_state=KEEP,
                         help=f"Default for {spec.name}: {spec.input_size[0]}×{spec.input_size[1]}. Smaller is faster; "
                              "feature maps shrink with it.")
         st.radio("Resize policy", list(state.APP_RESIZE_POLICIES), format_func=_RESIZE_LABELS.get,
-                 key="sb_resize", help=_RESIZE_HELP)
-        st.radio("Precision", list(PRECISIONS), key="sb_precision", horizontal=True, help=_PRECISION_HELP)
+                 key="sb_resize", persist_state=KEEP, help=_RESIZE_HELP)
+        st.radio("Precision", list(PRECISIONS), key="sb_precision", persist_state=KEEP, horizontal=True, help=_PRECISION_HELP)
         _runtime_radio()
 
 
 def _runtime_radio() -> None:
     options = [r for r in RUNTIMES if r != "openvino" or openvino_available()]
-    st.radio("Runtime", options, key="sb_runtime", horizontal=True, format_func=_RUNTIME_LABELS.get,
-             help=_RUNTIME_HELP)
+    st.radio("Runtime", options, key="sb_runtime", persist_state=KEEP, horizontal=True,
+             format_func=_RUNTIME_LABELS.get, help=_RUNTIME_HELP)
 
 
 def _runtime_line(config) -> None:

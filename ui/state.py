@@ -30,7 +30,7 @@ from typing import Any
 import streamlit as st
 
 from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
-from extractor.backbones import keras_cache_dir
+from extractor.backbones import ImageNetWeightsMissingError, MissingWeights, keras_cache_dir
 from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
@@ -50,7 +50,11 @@ __all__ = [
     "BackboneConfig",
     "ImageSet",
     "ResolvedBackbone",
+    "KEEP",
     "init_state",
+    "keep_upload",
+    "uploaded_files",
+    "forget_upload",
     "persistent",
     "remember",
     "ensure_choice",
@@ -62,6 +66,8 @@ __all__ = [
     "current_images",
     "current_backbone",
     "current_config",
+    "missing_weights_message",
+    "use_random_weights",
     "escape_markdown",
     "user_message",
     "page_guard",
@@ -88,6 +94,15 @@ DEFAULTS: dict[str, Any] = {
     "sb_runtime": "auto",
 }
 
+#: ``persist_state`` of every sidebar widget. Why: ``st.switch_page`` (the "Use … in Export" buttons)
+#: starts the next run with no widget states from the browser, and Streamlit then drops the state
+#: of every widget on a page change, the sidebar's included, unless the widget keeps it for the session.
+KEEP = "session"
+
+#: The uploaded files in use. The file uploader has no ``persist_state``, so the files are kept here,
+#: set only by the uploader's ``on_change`` (a user adding or removing files), never by a state cleanup.
+UPLOAD_KEPT_KEY = "_sb_upload_files"
+
 _RESOLVED_KEY = "_resolved_backbone"  # (request signature, ResolvedBackbone) of this run
 
 GENERIC_HINT = "Try another image or backbone; if it keeps happening, the server log has the details."
@@ -106,6 +121,7 @@ class ResolvedBackbone:
     layers: tuple[LayerInfo, ...] = ()
     error: str | None = None
     note: str | None = None
+    missing: MissingWeights | None = None  # set when ImageNet weights are missing: the page offers Random
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,6 +132,24 @@ def init_state() -> None:
     """Set the sidebar's first values once per session (widgets then take them from the state)."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def keep_upload() -> None:
+    """The uploader's ``on_change``: the files the user chose are the ones in use (until changed again)."""
+    st.session_state[UPLOAD_KEPT_KEY] = list(st.session_state.get("sb_upload") or [])
+
+
+def uploaded_files() -> list:
+    """The uploaded files in use (``UploadedFile`` objects; their bytes stay in this session)."""
+    kept = st.session_state.get(UPLOAD_KEPT_KEY)
+    if kept is None:  # nothing chosen through the uploader yet (e.g. set from a test): take its value
+        return list(st.session_state.get("sb_upload") or [])
+    return list(kept)
+
+
+def forget_upload() -> None:
+    """Drop the kept files (a button's ``on_click``), e.g. when the uploader no longer shows them."""
+    st.session_state[UPLOAD_KEPT_KEY] = []
 
 
 def persistent(widget, label: str, options: Sequence | None = None, *, key: str, default, **kwargs):
@@ -249,10 +283,37 @@ def resolve_backbone() -> ResolvedBackbone:
     return resolved
 
 
+def missing_weights_message(missing: MissingWeights) -> str:
+    """The missing-ImageNet-weights refusal in the sidebar's words (never the server's cache folder).
+
+    Example:
+        >>> m = MissingWeights("vgg16", "pretrained", "vgg16_notop.h5", "/srv/keras/models", "not-cached-offline")
+        >>> print(missing_weights_message(m).splitlines()[0])
+        **No ImageNet weights for vgg16 on this server.** They are not in its Keras cache, and it cannot download them (no internet).
+    """
+    if missing.cause == "load-failed":
+        why = "They could not be downloaded or read" + (f" ({missing.detail})." if missing.detail else ".")
+    else:
+        why = "They are not in its Keras cache, and it cannot download them (no internet)."
+    ways = ["**Random** weights (the same architecture, untrained) to explore its layers, shapes and strides"]
+    if local_weights_allowed():
+        ways.append("a **Local weights file** (.weights.h5 saved from the same architecture)")
+    ways.append("the offline **demo-shapes** backbone, whose trained weights ship with the app")
+    return (f"**No ImageNet weights for {missing.backbone} on this server.** {why}\n\n"
+            "Under **Weights** in the sidebar, choose " + "; or ".join(ways) + ".")
+
+
+def use_random_weights() -> None:
+    """``on_click`` of "Use random weights instead": the sidebar's Weights choice becomes Random."""
+    st.session_state["sb_weights"] = "random"
+
+
 def _resolve_request(request: BackboneConfig) -> ResolvedBackbone:
     try:
         backbone, layers = cache.load_backbone_cached(request)
         return ResolvedBackbone(request, backbone, layers)
+    except ImageNetWeightsMissingError as exc:
+        return ResolvedBackbone(request, error=missing_weights_message(exc.missing), missing=exc.missing)
     except WeightsUnavailableError as exc:
         message = user_message(exc)
         if request.name == "demo-shapes" and request.weights == "pretrained":
@@ -295,9 +356,11 @@ def current_backbone() -> tuple[Backbone, list[LayerInfo]]:
     """The loaded backbone and its feature-map layers, or an ``st.error`` and ``st.stop()``."""
     resolved = resolve_backbone()
     if resolved.backbone is None:
+        # One box: the message already names the ways out (in the sidebar's words).
         st.error(resolved.error or "The network could not be loaded.", icon=":material/error:")
-        st.info("Ways out: pick **Random** weights in the sidebar to explore the architecture, or the offline "
-                "**demo-shapes** backbone, which ships with trained weights.", icon=":material/lightbulb:")
+        if resolved.missing is not None or resolved.config.weights not in ("none", "upload"):
+            st.button("Use random weights instead", key="state_use_random", on_click=use_random_weights,
+                      icon=":material/casino:")
         st.stop()
     return resolved.backbone, list(resolved.layers)
 
@@ -366,7 +429,7 @@ def current_images(stop_if_empty: bool = True) -> ImageSet:
     """
     init_state()
     if st.session_state.get("sb_source") == "upload":
-        files = list(st.session_state.get("sb_upload") or [])
+        files = uploaded_files()
         signature = tuple((f.file_id, f.name, f.size) for f in files)
         images = _memo("_images_upload", signature, lambda: _upload_set(files))
     else:

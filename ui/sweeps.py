@@ -22,6 +22,7 @@ from extractor.sweep import layer_costs, score_sweep
 
 from .config import BackboneConfig
 from .features import digest_of, fetch_features, labels_id, rows_id
+from .health import feature_health
 from .image_set import ImageSet
 from .inference_slot import JobCancelled, JobStatus, batch_job, chunk_slot
 
@@ -32,6 +33,7 @@ __all__ = [
     "cancel_sweep",
     "was_cancelled",
     "stored_result",
+    "scores_view",
     "use_in_export",
     "export_choice",
     "EXPORT_CHOICE_KEY",
@@ -80,6 +82,10 @@ class SweepResult:
     skipped: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     rows: str = ""  # rows_id of the images it scored (the Export page checks it before using the result)
+    config: BackboneConfig | None = None  # the network it scored (Export says so, and warns when the sidebar differs)
+    images_text: str = ""  # ImageSet.summary() of the images it scored
+    images_id: str = ""  # digest of those images' contents, in order
+    health: list = field(default_factory=list)  # FeatureHealth of every configuration (ui.health)
 
 
 def sweep_signature(rows: str, labels: str, poolings: Sequence[str], k: int, folds: int) -> str:
@@ -168,7 +174,9 @@ def run_sweep(
         signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), table=scores,
         recommendation=recommend(scores), label_problem=scores.attrs.get("label_problem"),
         n_images=len(feats.names), seconds=time.perf_counter() - started, layers=list(blocks),
-        poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows)
+        poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows,
+        config=config, images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)),
+        health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone))
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
 
@@ -189,6 +197,11 @@ def cancel_sweep() -> None:
 def was_cancelled() -> bool:
     """Whether the Cancel button stopped a sweep since the last call (then forgets it)."""
     return bool(st.session_state.pop(SWEEP_CANCELLED_KEY, False))
+def scores_view(view: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table as shown: an empty Problem cell where there is none (never the word "None")."""
+    if "problem" in view:
+        view = view.assign(problem=view["problem"].where(view["problem"].notna(), "").astype(str))
+    return view
 
 
 def stored_result() -> SweepResult | None:
@@ -197,8 +210,10 @@ def stored_result() -> SweepResult | None:
 
 
 def use_in_export(layer: str, pooling: str) -> None:
-    """Hand a (layer, pooling) choice to the Export page (an ``on_click`` callback)."""
-    st.session_state[EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling]}
+    """Hand a (layer, pooling) choice to the Export page (an ``on_click`` callback), with the sweep it came from."""
+    result = stored_result()
+    st.session_state[EXPORT_CHOICE_KEY] = {"layers": [layer], "poolings": [pooling],
+                                           "sweep": result.signature if result is not None else None}
 
 
 def export_choice() -> dict | None:
