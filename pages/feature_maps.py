@@ -9,7 +9,7 @@ import altair as alt
 import streamlit as st
 
 from extractor import representative_layers
-from ui import cache, explain_view, state
+from ui import cache, explain_view, heap, state
 from ui import feature_maps as fm
 from ui.code_snippets import keras_snippet
 from ui.sidebar import ensure_shell
@@ -215,6 +215,7 @@ with state.page_guard("showing the feature maps"):
     needed = tuple(info.name for info in layers if info.name in wanted)  # depth order: a stable cache key
     with st.spinner(f"Running {backbone.name} on the image…"):
         raw = cache.raw_maps(config, needed, images.digests[index], images.items[index])
+    heap.keep_long_lived(repr(config), *needed)  # the extractor for these layers is loaded now
     fmap = raw.maps[layer.name]
     order = fm.channel_order(fmap)
 
