@@ -234,74 +234,65 @@ def _drag(page, chart_index: int, shift: float):
     return page.mouse.up
 
 
-def browser_session(url: str, repeats: int, think_ms: int) -> dict[str, list[float]]:
-    """One browser on one server: the timed clicks, by what was clicked."""
-    from browser_support import launch, settle
-    from playwright.sync_api import sync_playwright
+def browser_session(browser, url: str, repeats: int, think_ms: int):
+    """The timed clicks on one server, one page of ``browser``: yields ``(what, seconds)`` per click.
+
+    A generator, so two servers can be driven click by click in turn (side by side under the same load).
+    """
+    from browser_support import settle
 
     pooling = "max (global max)"
-    out: dict[str, list[float]] = {"Embeddings: pooling switch": [], "Embeddings: layer switch": [],
-                                   "Embeddings: drag-select": [], "Feature maps: block switch": []}
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 3600})
-            page.goto(url, timeout=120_000)
-            settle(page)
-            page.goto(f"{url}/embedding-maps", timeout=120_000)
-            page.locator(CHART).nth(6).wait_for(timeout=300_000)
-            settle(page)
-            page.evaluate(WATCH)
-            # Warm every view once (maps cached on the server), then time the same switches again.
-            for timed in (False, True):
-                for _ in range(repeats if timed else 1):
-                    for action in ("remove", "add"):
-                        if action == "remove":
-                            t = _timed(page, lambda: _remove_chip(page, "Poolings", pooling), think_ms)
-                        else:
-                            page.wait_for_timeout(think_ms)
-                            t = _timed(page, _add_chip(page, "Poolings", pooling), 0)
-                            page.keyboard.press("Escape")  # close the list it stays open on
-                        if timed:
-                            out["Embeddings: pooling switch"].append(t)
-                    layer = "block2_pool"
-                    t = _timed(page, lambda layer=layer: _remove_chip(page, "Layers", layer), think_ms)
-                    if timed:
-                        out["Embeddings: layer switch"].append(t)
+    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    try:
+        page.goto(url, timeout=120_000)
+        settle(page)
+        page.goto(f"{url}/embedding-maps", timeout=120_000)
+        page.locator(CHART).nth(6).wait_for(timeout=300_000)
+        settle(page)
+        page.evaluate(WATCH)
+        # Warm every view once (maps cached on the server), then time the same switches again.
+        for timed in (False, True):
+            for _ in range(repeats if timed else 1):
+                t = _timed(page, lambda: _remove_chip(page, "Poolings", pooling), think_ms)
+                yield ("Embeddings: pooling switch", t) if timed else None
+                page.wait_for_timeout(think_ms)
+                t = _timed(page, _add_chip(page, "Poolings", pooling), 0)
+                page.keyboard.press("Escape")  # close the list it stays open on
+                yield ("Embeddings: pooling switch", t) if timed else None
+                t = _timed(page, lambda: _remove_chip(page, "Layers", "block2_pool"), think_ms)
+                yield ("Embeddings: layer switch", t) if timed else None
+                page.wait_for_timeout(think_ms)
+                t = _timed(page, _add_chip(page, "Layers", "block2_pool"), 0)
+                page.keyboard.press("Escape")
+                yield ("Embeddings: layer switch", t) if timed else None
+                for shift in (0.0, 1.0):
                     page.wait_for_timeout(think_ms)
-                    t = _timed(page, _add_chip(page, "Layers", layer), 0)
-                    if timed:
-                        out["Embeddings: layer switch"].append(t)
-                    page.keyboard.press("Escape")
-                    for shift in (0.0, 1.0):
-                        page.wait_for_timeout(think_ms)
-                        t = _timed(page, _drag(page, 6, shift), 0)
-                        if timed:
-                            out["Embeddings: drag-select"].append(t)
-            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Feature maps").click()
-            settle(page)
-            page.get_by_label("Block", exact=True).wait_for(timeout=300_000)
-            settle(page)
-            page.evaluate(WATCH)
-            blocks = page.get_by_label("Block", exact=True)
-            for timed in (False, True):
-                for _ in range(repeats if timed else 1):
-                    for index in (0, 1, 2, 3):
-                        def pick(index=index):
-                            blocks.click()
-                            page.get_by_role("option").nth(index).click()
-                        t = _timed(page, pick, think_ms)
-                        if timed:
-                            out["Feature maps: block switch"].append(t)
-        finally:
-            browser.close()
-    return out
+                    t = _timed(page, _drag(page, 6, shift), 0)
+                    yield ("Embeddings: drag-select", t) if timed else None
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Feature maps").click()
+        settle(page)
+        page.get_by_label("Block", exact=True).wait_for(timeout=300_000)
+        settle(page)
+        page.evaluate(WATCH)
+        blocks = page.get_by_label("Block", exact=True)
+        for timed in (False, True):
+            for _ in range(repeats if timed else 1):
+                for index in (0, 1, 2, 3):
+                    def pick(index=index):
+                        blocks.click()
+                        page.get_by_role("option").nth(index).click()
+                    t = _timed(page, pick, think_ms)
+                    yield ("Feature maps: block switch", t) if timed else None
+    finally:
+        page.close()
 
 
 def bench_browser(repeats: int, think_ms: int, baseline: bool) -> None:
     import tempfile
+    from contextlib import ExitStack
 
-    from browser_support import streamlit_server
+    from browser_support import launch, streamlit_server
+    from playwright.sync_api import sync_playwright
 
     variants = [("after (this app's settings)", {})]
     if baseline:
@@ -309,17 +300,30 @@ def bench_browser(repeats: int, think_ms: int, baseline: bool) -> None:
         # keras.backend.clear_session's own gc.collect walks the whole TensorFlow heap each time.
         variants.insert(0, ("before (runner.postScriptGC on, no gc.freeze)",
                             {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true", "LAYER_EXPLORER_GC_FREEZE": "0"}))
-    results = {}
-    for name, env in variants:
-        with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp), env_extra=env) as url:
-            results[name] = browser_session(url, repeats, think_ms)
+    results: dict[str, dict[str, list[float]]] = {name: {} for name, _ in variants}
+    with ExitStack() as stack, sync_playwright() as p:
+        urls = [stack.enter_context(streamlit_server(Path(stack.enter_context(tempfile.TemporaryDirectory())),
+                                                     env_extra=env)) for _, env in variants]
+        browser = launch(p)
+        try:
+            sessions = [browser_session(browser, url, repeats, think_ms) for url in urls]
+            # Click by click in turn: both servers see the same load from the other processes.
+            for steps in zip(*sessions, strict=True):
+                for (name, _), step in zip(variants, steps, strict=True):
+                    if step is not None:
+                        results[name].setdefault(step[0], []).append(step[1])
+        finally:
+            browser.close()
     print(f"5. click → settled in headless Chromium (rerun ended and every chart drawn), {think_ms} ms think time "
           "before each click; target median < 0.7 s:")
     for name, out in results.items():
         print(f"   {name}:")
         for what, values in out.items():
             print(f"     {what:<28} median {statistics.median(values):.3f} s, max {max(values):.3f} s, n={len(values)}")
-
+    if len(variants) == 2:
+        (before, b), (after, a) = results.items()
+        print("   ratio before / after (medians): " + ", ".join(
+            f"{what.split(': ')[1]} {statistics.median(b[what]) / statistics.median(a[what]):.1f}×" for what in a))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
