@@ -29,7 +29,7 @@ st.markdown(
 
 
 
-def choose(blocks: list[str], backbone_name: str, has_labels: bool):
+def choose(blocks: list[str], backbone_name: str):
     layer_col, pool_col = st.columns([3, 2])
     layers = state.persistent(
         layer_col.multiselect, "Layers (block outputs)", blocks, key=features.widget_key("emb_layers", backbone_name),
@@ -67,6 +67,10 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
         with b_col:
             clicked = st.button(f"Compute {features.METHOD_NAMES[method]} maps", key="emb_compute", type="primary")
 
+    return layers, poolings, method, params, clicked
+
+
+def display_options(has_labels: bool):
     with st.expander("Display options", expanded=False):
         d1, d2, d3 = st.columns(3)
         with d1:
@@ -81,7 +85,7 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
                                       horizontal=True,
                                       format_func={"box": "Dragging a box", "click": "Clicking points"}.get,
                                       help="Clicking: shift-click adds points. Double-click empties the selection.")
-    return layers, poolings, method, params, clicked, color_by, point_size, select
+    return color_by, point_size, select
 
 
 def compute_slow_maps(keys, fetch, rid, method, params) -> None:
@@ -247,13 +251,36 @@ def neighbours(keys, fetch, images, thumbs) -> None:
                "(cosine similarity of the feature vectors: 1 = same direction).")
 
 
+@st.fragment
+def maps_and_selection(keys, fetch, ctx, images, thumbs, ncols: int) -> None:
+    """Display options, the grid of maps and the images selected in them.
+
+    A fragment: a drag or click on a map, or a display option, reruns only this part of the page,
+    never the sidebar, the feature fetch or the sections below.
+    """
+    with state.page_guard("drawing the embedding maps"):
+        color_by, point_size, select = display_options(images.has_labels)
+        ctx = dict(ctx, color_by=color_by, point_size=point_size, select=select)
+        feats = fetch.features
+        if color_by == "label" and feats.has_labels:
+            st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
+                            width="stretch")
+        selections = []
+        for start in range(0, len(keys), ncols):
+            for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
+                with col:
+                    out = panel(key, fetch, ctx)
+                if out is not None:
+                    selections.append((key, out[1]))
+        selected_images(selections, feats, thumbs)
+
+
 with state.page_guard("drawing the embedding maps"):
     images = state.current_images()
     backbone, table = state.current_backbone()
     config = state.current_config()
     blocks = [info.name for info in representative_layers(table, "block")]
-    layers, poolings, method, params, clicked, color_by, point_size, select = choose(
-        blocks, config.name, images.has_labels)
+    layers, poolings, method, params, clicked = choose(blocks, config.name)
     if not layers or not poolings:
         st.info("Choose at least one layer and one pooling.", icon=":material/touch_app:")
         st.stop()
@@ -287,24 +314,11 @@ with state.page_guard("drawing the embedding maps"):
 
     ctx = {
         "rid": rid, "lid": features.labels_id(feats.labels), "method": method, "params": params, "urls": urls,
-        "color_by": color_by, "classes": images.classes, "point_size": point_size, "select": select,
-        "has_labels": feats.has_labels, "thumbs": thumbs,
+        "classes": images.classes, "has_labels": feats.has_labels, "thumbs": thumbs,
         "random": config.weights == "none", "batchnorm": features.has_batchnorm_layers(backbone),
     }
     st.caption(f"{state.plural(len(feats.names), 'image')} through {state.escape_markdown(backbone.name)}; "
                f"{features.METHOD_NAMES[method]} of each layer × pooling. Hover a point for its image.")
-    if color_by == "label" and feats.has_labels:
-        st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
-                        width="stretch")
-    ncols = features.grid_columns(len(shown_layers), len(shown_poolings))
-    selections = []
-    for start in range(0, len(keys), ncols):
-        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
-            with col:
-                out = panel(key, fetch, ctx)
-            if out is not None:
-                selections.append((key, out[1]))
-
-    selected_images(selections, feats, thumbs)
+    maps_and_selection(keys, fetch, ctx, images, thumbs, features.grid_columns(len(shown_layers), len(shown_poolings)))
     agreement(keys, fetch, rid)
     neighbours(keys, fetch, images, thumbs)

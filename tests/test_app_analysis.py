@@ -197,6 +197,8 @@ def test_collapsed_features_show_the_health_message_not_a_silhouette(monkeypatch
         return fetch
 
     monkeypatch.setattr(features, "fetch_features", vanishing)
+    for cached in (features.feature_health, features.embedding, features.feature_silhouette):
+        cached.clear()  # keyed by rows id: the same images' healthy features may be cached from another test
     at = open_app(EMB)
     captions = " ".join(texts(at.caption))
     assert "Silhouette" not in captions
@@ -218,7 +220,8 @@ def test_copies_of_one_image_give_a_clear_message():
     at.switch_page(EMB).run()
     assert_clean(at)
     warnings = texts(at.warning)
-    assert warnings and all("same feature vector" in w for w in warnings), warnings
+    # the health check's words (it names the possible causes: copies of one image, or the layer)
+    assert warnings and all("same vector for every image" in w and "copies of one image" in w for w in warnings), warnings
 
 
 # ---- Layer selection ---------------------------------------------------------------------------
