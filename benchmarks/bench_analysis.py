@@ -62,11 +62,12 @@ def _timed(page, action, think_ms: int) -> float:
     """Click → the rerun it caused has finished and the charts have drawn."""
     # A person looks at the page before the next click; ``think_ms`` is that pause. Work the server
     # does after a run (Streamlit's clear_session and post-run GC) delays a click made during it.
+    page.bring_to_front()  # two servers' pages take turns; a page in the background gets no animation frames
     page.wait_for_timeout(think_ms)
     n = page.evaluate("() => window.__runs.length")
     start = time.perf_counter()
     action()
-    page.wait_for_function(SETTLED_AFTER, arg=n, timeout=120_000, polling="raf")
+    page.wait_for_function(SETTLED_AFTER, arg=n, timeout=120_000, polling=20)
     return time.perf_counter() - start
 
 
