@@ -11,7 +11,7 @@ import streamlit as st
 from extractor import representative_layers, split_key
 from extractor.errors import LayerExplorerError
 from extractor.reduce import DegenerateFeaturesError, EmbeddingError, TooFewImagesError, umap_available
-from ui import charts, features, state
+from ui import charts, features, heap, state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -29,7 +29,7 @@ st.markdown(
 
 
 
-def choose(blocks: list[str], backbone_name: str, has_labels: bool):
+def choose(blocks: list[str], backbone_name: str):
     layer_col, pool_col = st.columns([3, 2])
     layers = state.persistent(
         layer_col.multiselect, "Layers (block outputs)", blocks, key=features.widget_key("emb_layers", backbone_name),
@@ -67,6 +67,10 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
         with b_col:
             clicked = st.button(f"Compute {features.METHOD_NAMES[method]} maps", key="emb_compute", type="primary")
 
+    return layers, poolings, method, params, clicked
+
+
+def display_options(has_labels: bool):
     with st.expander("Display options", expanded=False):
         d1, d2, d3 = st.columns(3)
         with d1:
@@ -81,7 +85,7 @@ def choose(blocks: list[str], backbone_name: str, has_labels: bool):
                                       horizontal=True,
                                       format_func={"box": "Dragging a box", "click": "Clicking points"}.get,
                                       help="Clicking: shift-click adds points. Double-click empties the selection.")
-    return layers, poolings, method, params, clicked, color_by, point_size, select
+    return color_by, point_size, select
 
 
 def compute_slow_maps(keys, fetch, rid, method, params) -> None:
@@ -89,17 +93,19 @@ def compute_slow_maps(keys, fetch, rid, method, params) -> None:
     computed = st.session_state.setdefault(features.COMPUTED_MAPS_KEY, set())
     todo = [k for k in keys if k not in fetch.skipped]
     name = features.METHOD_NAMES[method]
-    with st.status(f"Computing {len(todo)} {name} maps…", expanded=True) as status:
+    failed = 0
+    with st.status(f"Computing {state.plural(len(todo), name + ' map')}…", expanded=True) as status:
         bar = st.progress(0.0)
         for done, key in enumerate(todo, start=1):
             bar.progress((done - 1) / len(todo), text=f"{name} of {state.escape_markdown(key)} ({done} of {len(todo)})")
             try:
                 features.embedding(rid, key, method, params, fetch.features.features[key])
             except EmbeddingError:
-                pass  # the panel shows why
+                failed += 1  # the panel shows why
             computed.add((rid, key, method, params))
         bar.progress(1.0, text="Done")
-        status.update(label=f"{len(todo)} {name} maps computed", state="complete", expanded=False)
+        label = features.computed_label(len(todo) - failed, failed, name)
+        status.update(label=label, state="complete" if not failed else "error", expanded=False)
 
 
 def panel(key, fetch, ctx):
@@ -117,13 +123,15 @@ def panel(key, fetch, ctx):
                 icon=":material/hourglass_empty:")
         return None
     X = feats.features[key]
+    health = features.feature_health(ctx["rid"], key, X, random_weights=ctx["random"], batchnorm=ctx["batchnorm"])
     try:
         emb = features.embedding(ctx["rid"], key, method, params, X)
     except TooFewImagesError as exc:
         st.warning(state.user_message(exc), icon=":material/filter_none:")
         return None
     except DegenerateFeaturesError as exc:
-        st.warning(state.user_message(exc), icon=":material/blur_off:")
+        # The health check names the likely cause (untrained network, batch norm), not the images.
+        st.warning(health.message if not health.ok else state.user_message(exc), icon=":material/blur_off:")
         return None
     except EmbeddingError as exc:
         st.warning(state.user_message(exc), icon=":material/warning:")
@@ -137,7 +145,9 @@ def panel(key, fetch, ctx):
     lines = []
     if emb.explained_variance:
         lines.append(charts.variance_text(emb) + ".")
-    if ctx["has_labels"]:
+    if not health.ok:
+        st.warning(health.message, icon=":material/blur_off:")  # a silhouette of these would be noise
+    elif ctx["has_labels"]:
         sil = features.feature_silhouette(ctx["rid"], ctx["lid"], key, X, feats.labels)
         if sil is not None:
             lines.append(f"Silhouette {sil:.2f} (cosine, in all {X.shape[1]:,} dimensions; 1 = classes apart).")
@@ -172,25 +182,32 @@ def selected_images(selections, feats, thumbs) -> None:
 
 
 def agreement(keys, fetch, rid) -> None:
-    st.subheader("Do two maps agree on who is similar?")
     usable = [k for k in keys if k not in fetch.skipped]
+    n = len(fetch.features.names)
+    most = features.max_overlap_k(n)
+    if most < 1:
+        return  # each image's neighbours are all the others: every pair would agree 100 %, saying nothing
+    st.subheader("Do two maps agree on who is similar?")
     if len(usable) < 2:
         st.caption("Choose at least two layers or poolings to compare their neighbourhoods.")
         return
-    n = len(fetch.features.names)
-    k = state.persistent(st.slider, "Neighbours per image (k)", key="emb_overlap_k", default=10, min_value=1,
-                         max_value=30, help="Lowered automatically to the number of other images when there are fewer.")
+    if most == 1:
+        k = 1
+    else:
+        k = state.persistent(st.slider, "Neighbours per image (k)", key=features.overlap_k_key(most),
+                             default=min(10, most), min_value=1, max_value=most,
+                             help=f"At most {most} with {n} images: with more, each image's neighbours would "
+                                  "be all the other images, and every pair of maps would agree completely.")
     try:
         matrix = features.overlap_table(rid, tuple(usable), int(k), fetch.features.features)
     except LayerExplorerError as exc:
         st.info(state.user_message(exc), icon=":material/info:")
         return
-    used = min(int(k), max(1, n - 1))
-    chance = used / max(1, n - 1)
+    chance = int(k) / max(1, n - 1)
     st.markdown(
-        f"Each cell: the share of each image's **{used} nearest neighbours** (cosine similarity, in the full "
-        "feature space) that both configurations keep. 100% means the same neighbourhoods; two unrelated "
-        f"feature spaces would share about {chance:.0%} here."
+        f"Each cell: the share of each image's **{state.plural(int(k), 'nearest neighbour')}** (cosine similarity, "
+        "in the full feature space) that both configurations keep. 100% means the same neighbourhoods; two "
+        f"unrelated feature spaces would share about {chance:.0%} here."
     )
     st.altair_chart(charts.overlap_chart(matrix), width="content")
 
@@ -211,8 +228,13 @@ def neighbours(keys, fetch, images, thumbs) -> None:
                                   format_func=lambda d: images.describe(feats.indices[first[d]]) if d in first else d)
     with c2:
         key = state.persistent(st.selectbox, "Under", usable, key="emb_nn_config", default=usable[-1])
+    most = min(12, len(feats.names) - 1)
     with c3:
-        k = state.persistent(st.slider, "How many", key="emb_nn_k", default=6, min_value=1, max_value=12)
+        if most > 1:
+            k = state.persistent(st.slider, "How many", key=features.widget_key("emb_nn_k", str(most)),
+                                 default=min(6, most), min_value=1, max_value=most)
+        else:
+            k = 1
     index = first[digest]
     try:
         found = features.neighbour_table(feats.features[key], index, int(k))
@@ -224,8 +246,33 @@ def neighbours(keys, fetch, images, thumbs) -> None:
     captions += [f"cos {sim:.3f} · {state.escape_markdown(charts.short_name(feats.names[j]))}" for j, sim in found]
     st.image(pics, width=112, caption=captions, output_format="PNG",
              alt=[f"Query: {feats.names[index]}"] + [f"Neighbour: {feats.names[j]}" for j, _ in found])
-    st.caption(f"The {len(found)} images most similar to the query under {state.escape_markdown(key)} "
+    what = "The image" if len(found) == 1 else f"The {len(found)} images"
+    st.caption(f"{what} most similar to the query under {state.escape_markdown(key)} "
                "(cosine similarity of the feature vectors: 1 = same direction).")
+
+
+@st.fragment
+def maps_and_selection(keys, fetch, ctx, images, thumbs, ncols: int) -> None:
+    """Display options, the grid of maps and the images selected in them.
+
+    A fragment: a drag or click on a map, or a display option, reruns only this part of the page,
+    never the sidebar, the feature fetch or the sections below.
+    """
+    with state.page_guard("drawing the embedding maps"):
+        color_by, point_size, select = display_options(images.has_labels)
+        ctx = dict(ctx, color_by=color_by, point_size=point_size, select=select)
+        feats = fetch.features
+        if color_by == "label" and feats.has_labels:
+            st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
+                            width="stretch")
+        selections = []
+        for start in range(0, len(keys), ncols):
+            for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
+                with col:
+                    out = panel(key, fetch, ctx)
+                if out is not None:
+                    selections.append((key, out[1]))
+        selected_images(selections, feats, thumbs)
 
 
 with state.page_guard("drawing the embedding maps"):
@@ -233,8 +280,7 @@ with state.page_guard("drawing the embedding maps"):
     backbone, table = state.current_backbone()
     config = state.current_config()
     blocks = [info.name for info in representative_layers(table, "block")]
-    layers, poolings, method, params, clicked, color_by, point_size, select = choose(
-        blocks, config.name, images.has_labels)
+    layers, poolings, method, params, clicked = choose(blocks, config.name)
     if not layers or not poolings:
         st.info("Choose at least one layer and one pooling.", icon=":material/touch_app:")
         st.stop()
@@ -245,6 +291,7 @@ with state.page_guard("drawing the embedding maps"):
                 f"(at most {features.PANEL_LIMIT} maps at once). Remove a layer or pooling to see the others.",
                 icon=":material/grid_on:")
     fetch = features.fetch_features(table, blocks, shown_layers, shown_poolings, images=images, config=config)
+    heap.keep_long_lived(repr(config), "embeddings", *shown_layers, *shown_poolings)  # its extractor is loaded now
     feats = fetch.features
     if feats.failures:
         st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
@@ -256,28 +303,22 @@ with state.page_guard("drawing the embedding maps"):
         st.caption("Tooltips show file names only: thumbnails for this many images × maps would make the page heavy. "
                    "Fewer maps at once bring them back.")
 
+    too_few = features.too_few_for_maps(len(feats.names))
+    if too_few:
+        # One message for the page, not one box per map; neighbours below still mean something.
+        st.warning(too_few, icon=":material/filter_none:")
+        neighbours(keys, fetch, images, thumbs)
+        st.stop()
     if method != "pca" and clicked:
         compute_slow_maps(keys, fetch, rid, method, params)
 
     ctx = {
         "rid": rid, "lid": features.labels_id(feats.labels), "method": method, "params": params, "urls": urls,
-        "color_by": color_by, "classes": images.classes, "point_size": point_size, "select": select,
-        "has_labels": feats.has_labels, "thumbs": thumbs,
+        "classes": images.classes, "has_labels": feats.has_labels, "thumbs": thumbs,
+        "random": config.weights == "none", "batchnorm": features.has_batchnorm_layers(backbone),
     }
     st.caption(f"{state.plural(len(feats.names), 'image')} through {state.escape_markdown(backbone.name)}; "
                f"{features.METHOD_NAMES[method]} of each layer × pooling. Hover a point for its image.")
-    if color_by == "label" and feats.has_labels:
-        st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
-                        width="stretch")
-    ncols = features.grid_columns(len(shown_layers), len(shown_poolings))
-    selections = []
-    for start in range(0, len(keys), ncols):
-        for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
-            with col:
-                out = panel(key, fetch, ctx)
-            if out is not None:
-                selections.append((key, out[1]))
-
-    selected_images(selections, feats, thumbs)
+    maps_and_selection(keys, fetch, ctx, images, thumbs, features.grid_columns(len(shown_layers), len(shown_poolings)))
     agreement(keys, fetch, rid)
     neighbours(keys, fetch, images, thumbs)

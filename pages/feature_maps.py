@@ -9,7 +9,7 @@ import altair as alt
 import streamlit as st
 
 from extractor import representative_layers
-from ui import cache, explain_view, state
+from ui import cache, explain_view, features, heap, state
 from ui import feature_maps as fm
 from ui.code_snippets import keras_snippet
 from ui.sidebar import ensure_shell
@@ -95,16 +95,27 @@ def channel_grid(fmap, layer_name: str, order) -> None:
     with opt3:
         cmap = state.persistent(st.selectbox, "Colormap", fm.COLORMAPS, key="fm_cmap", default="viridis")
     shown = order if count == "all" else order[: int(count)]
-    mosaic = fm.compose_mosaic(fmap, shown, scale=scale, cmap=cmap, target_cell=96, max_cell=160, max_width=1000)
+    mosaic = fm.compose_mosaic(fmap, shown, scale=scale, cmap=cmap, target_cell=96, max_cell=160,
+                               max_width=fm.CONTENT_PX)
     scale_note = "Each channel on its own colour scale." if scale == "channel" else "One colour scale for the layer."
     st.image(
         mosaic.image,
-        width=mosaic.image.shape[1],  # natural size: never blurred by the browser (it shrinks it if too wide)
+        width=mosaic.image.shape[1],  # natural size, composed to fit the column: never blurred, never spilling out
         output_format="PNG",  # lossless: the maps are blocks of flat colour
         caption=(f"{len(shown)} of {c} channels, {h}×{w} each, highest mean activation first (reading order); "
                  f"the number in each corner is the channel index. {scale_note}"),
         alt="Feature-map grid",
     )
+    if scale == "channel":
+        low, high = "each channel's lowest value", "its highest"
+    else:
+        low, high = f"{float(fmap.min()):.3g}", f"{float(fmap.max()):.3g}"
+    colour_key(cmap, low, high, "Colour bar of the feature-map grid")
+
+
+def colour_key(cmap: str, low: str, high: str, alt_text: str) -> None:
+    """A colour bar with what its two ends mean."""
+    st.image(fm.colorbar(cmap), width=240, output_format="PNG", alt=alt_text, caption=f"{low} ← colour → {high}")
 
 
 def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
@@ -131,12 +142,16 @@ def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
         st.image(fm.overlay(view, heat, opacity), width=SHOWN_PX, alt="Activation overlay",
                  caption=f"{what.capitalize()} of {state.escape_markdown(layer_name)} ({fmap.shape[0]}×"
                          f"{fmap.shape[1]}), bilinearly upsampled onto the image.")
+        colour_key("inferno", f"{float(heat.min()):.3g}", f"{float(heat.max()):.3g}", "Colour bar of the heat map")
 
 
-def numbers(fmap) -> None:
+def numbers(fmap, health) -> None:
     table_col, hist_col = st.columns(2)
+    value_format = "%.4f" if health.ok else "%.2e"  # collapsed values would all read 0.0000
     with table_col:
         st.subheader("Top channels")
+        if not health.ok:
+            st.warning(health.message, icon=":material/blur_off:")
         st.caption(f"All {fmap.shape[2]} channels, highest mean first; click a column title to sort.")
         st.dataframe(
             fm.channel_stats(fmap),
@@ -144,8 +159,8 @@ def numbers(fmap) -> None:
             height=330,
             column_config={
                 "channel": st.column_config.NumberColumn("Channel", format="%d"),
-                "mean": st.column_config.NumberColumn("Mean", format="%.4f"),
-                "max": st.column_config.NumberColumn("Max", format="%.4f"),
+                "mean": st.column_config.NumberColumn("Mean", format=value_format),
+                "max": st.column_config.NumberColumn("Max", format=value_format),
                 "zero_fraction": st.column_config.ProgressColumn(
                     "Zeros", min_value=0.0, max_value=1.0, format="percent",
                     help="Share of positions where the channel is exactly 0 (switched off by a ReLU)."),
@@ -183,13 +198,24 @@ def hierarchy_strip(raw, hierarchy) -> None:
                             horizontal=True,
                             format_func={"mean": "Mean of all channels", "top": "Most active channel"}.get)
     tiles = [fm.resample_nearest(raw.view, 160, 160)]
-    captions = [f"input · {raw.view.shape[0]}×{raw.view.shape[1]}×3"]
+    sizes = [f"input · {raw.view.shape[0]}×{raw.view.shape[1]}×3"]
     for info in hierarchy:
         m = raw.maps[info.name]
         tiles.append(fm.hierarchy_tile(m, 160, mode))
-        captions.append(state.escape_markdown(f"{info.name} · {m.shape[0]}×{m.shape[1]}×{m.shape[2]}"))
-    st.image(tiles, caption=captions, width=160, output_format="PNG",
-             alt=["Hierarchy: input"] + [f"Hierarchy: {info.name}" for info in hierarchy])
+        sizes.append(f"{info.name} · {m.shape[0]}×{m.shape[1]}×{m.shape[2]}")
+    alts = ["Hierarchy: input"] + [f"Hierarchy: {info.name}" for info in hierarchy]
+    # One column per stage: the whole strip on one row, however many stages (no orphan tile below).
+    stages = fm.stage_captions(len(hierarchy))
+    for col, tile, size, stage, text in zip(st.columns(len(tiles)), tiles, sizes, stages, alts, strict=True):
+        with col:
+            st.image(tile, width="stretch", output_format="PNG", alt=text, caption=state.escape_markdown(size))
+            st.caption(stage)
+    st.caption("Which depth is best for telling your classes apart is measured, not guessed:")
+    l_col, e_col = st.columns(2)
+    l_col.page_link("pages/layer_selection.py", label="Accuracy over depth (Layer selection)",
+                    icon=":material/leaderboard:")
+    e_col.page_link("pages/embeddings.py", label="Classes as clusters, layer by layer (Embeddings)",
+                    icon=":material/scatter_plot:")
 
 
 def keras_code(backbone_name: str, layer_name: str, config) -> None:
@@ -215,12 +241,15 @@ with state.page_guard("showing the feature maps"):
     needed = tuple(info.name for info in layers if info.name in wanted)  # depth order: a stable cache key
     with st.spinner(f"Running {backbone.name} on the image…"):
         raw = cache.raw_maps(config, needed, images.digests[index], images.items[index])
+    heap.keep_long_lived(repr(config), *needed)  # the extractor for these layers is loaded now
     fmap = raw.maps[layer.name]
     order = fm.channel_order(fmap)
+    health = fm.map_health(fmap, layer.name, random_weights=config.weights == "none",
+                           batchnorm=features.has_batchnorm_layers(backbone))
 
     channel_grid(fmap, layer.name, order)
     where_it_fires(raw, fmap, layer.name, order, config.resize)
-    numbers(fmap)
+    numbers(fmap, health)
     hierarchy_strip(raw, hierarchy)
     keras_code(backbone.name, layer.name, config)
     explain_view.explain_sections(images, index, backbone, layers, layer, config, raw)

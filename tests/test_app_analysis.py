@@ -154,15 +154,56 @@ def test_tsne_with_few_images_lowers_the_perplexity(downloads):
                       "block4_pool/avg tsne perplexity=30_x,block4_pool/avg tsne perplexity=30_y")
 
 
-def test_two_images_give_a_clear_message_per_map():
+def test_two_images_give_one_page_message_and_hide_what_means_nothing():
     at = open_app()
     rng = np.random.default_rng(0)
     _upload(at, [(f"photo_{i}.png", png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))) for i in range(2)])
     at.switch_page(EMB).run()
     assert_clean(at)
     warnings = texts(at.warning)
-    assert len(warnings) == 6 and all("at least 3 images; you have 2" in w for w in warnings), warnings
-    assert len(_charts(at)) == 1  # only the overlap heatmap: no map drawn from nothing
+    assert len(warnings) == 1 and "at least 3 images; there are 2" in warnings[0], warnings  # one, not one per map
+    assert len(_charts(at)) == 0  # no map from nothing, and no agreement matrix that can only read 100 %
+    assert not any("agree" in t for t in texts(at.subheader))
+    captions = " ".join(texts(at.caption))
+    assert "The image most similar to the query" in captions and "The 1 images" not in captions
+    # t-SNE's button computes nothing here, so no status line claims maps were computed
+    at.radio(key="emb_method").set_value("tsne").run()
+    at.button(key="emb_compute").click().run()
+    assert_clean(at)
+    assert not [s for s in at.get("expandable") if "computed" in str(getattr(s.proto, "label", ""))]
+
+
+def test_k_and_its_text_agree_with_few_images():
+    at = open_app()
+    rng = np.random.default_rng(0)
+    _upload(at, [(f"photo_{i}.png", png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))) for i in range(5)])
+    at.switch_page(EMB).run()
+    assert_clean(at)
+    k = [s for s in at.slider if s.label == "Neighbours per image (k)"]
+    assert k and k[0].max == 3 and k[0].value == 3, [(s.label, s.max, s.value) for s in at.slider]
+    assert any("3 nearest neighbours" in m for m in texts(at.markdown))
+
+
+def test_collapsed_features_show_the_health_message_not_a_silhouette(monkeypatch):
+    # As mobilenetv2 with random weights does: pooled values around 1e-12.
+    from ui import features
+
+    real = features.fetch_features
+
+    def vanishing(*args, **kwargs):
+        fetch = real(*args, **kwargs)
+        for key in fetch.features.features:
+            fetch.features.features[key] = fetch.features.features[key] * np.float32(1e-12)
+        return fetch
+
+    monkeypatch.setattr(features, "fetch_features", vanishing)
+    for cached in (features.feature_health, features.embedding, features.feature_silhouette):
+        cached.clear()  # keyed by rows id: the same images' healthy features may be cached from another test
+    at = open_app(EMB)
+    captions = " ".join(texts(at.caption))
+    assert "Silhouette" not in captions
+    warnings = texts(at.warning)
+    assert len(warnings) == 6 and all("has collapsed" in w for w in warnings), warnings
 
 
 def test_copies_of_one_image_give_a_clear_message():
@@ -179,7 +220,8 @@ def test_copies_of_one_image_give_a_clear_message():
     at.switch_page(EMB).run()
     assert_clean(at)
     warnings = texts(at.warning)
-    assert warnings and all("same feature vector" in w for w in warnings), warnings
+    # the health check's words (it names the possible causes: copies of one image, or the layer)
+    assert warnings and all("same vector for every image" in w and "copies of one image" in w for w in warnings), warnings
 
 
 # ---- Layer selection ---------------------------------------------------------------------------

@@ -35,6 +35,8 @@ __all__ = [
     "THUMB_PX",
     "TOOLTIP_BUDGET_BYTES",
     "PRIMARY",
+    "CLASS_PALETTE",
+    "class_colors",
     "METRICS",
     "thumbnail_data_url",
     "thumbnail_urls",
@@ -66,6 +68,30 @@ TOOLTIP_BUDGET_BYTES = 8_000_000
 
 #: The theme's primary colour (points without labels).
 PRIMARY = "#2f6fdf"
+
+
+#: Class colours: Tableau 10 without its grey, so every class gets its own hue (the theme's default
+#: category palette puts a dark and a light shade of one hue side by side). Beyond 9 classes the
+#: colours repeat.
+CLASS_PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
+_UNLABELLED = "#bab0ac"  # Tableau 10's grey: images without a class
+
+
+def class_colors(domain: Sequence[str]) -> list[str]:
+    """One colour per entry of a class domain, in order; ``""`` (no class) is grey.
+
+    Example:
+        >>> class_colors(["circle", "square", ""])
+        ['#4e79a7', '#f28e2b', '#bab0ac']
+    """
+    out, i = [], 0
+    for name in domain:
+        if name == "":
+            out.append(_UNLABELLED)
+        else:
+            out.append(CLASS_PALETTE[i % len(CLASS_PALETTE)])
+            i += 1
+    return out
 
 
 #: Scores the Layer-selection page can show: column -> (label, Vega format, domain or None).
@@ -204,7 +230,7 @@ def scatter_chart(
         if (frame["label"] == "").any():
             domain = domain + [""]
         # No legend per chart: one legend_chart above the grid (same domain, so the same colours).
-        color = alt.Color("label:N", scale=alt.Scale(domain=domain), legend=None)
+        color = alt.Color("label:N", scale=alt.Scale(domain=domain, range=class_colors(domain)), legend=None)
     else:
         color = alt.value(PRIMARY)
     tooltip = []
@@ -243,7 +269,7 @@ def legend_chart(classes: Sequence[str], *, unlabelled: bool = False) -> alt.Cha
             x=alt.X("name:N", sort=[c if c else "(no class)" for c in domain], title=None,
                     axis=alt.Axis(orient="top", labelAngle=0, ticks=False, domain=False, labelFontSize=13,
                                   labelPadding=6, labelLimit=160)),
-            color=alt.Color("label:N", scale=alt.Scale(domain=domain), legend=None),
+            color=alt.Color("label:N", scale=alt.Scale(domain=domain, range=class_colors(domain)), legend=None),
             tooltip=[alt.Tooltip("name:N", title="class")],
         )
         .properties(height=8, autosize=_FIT_X)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from extractor.feature_health import FeatureHealth, check_features
+
 __all__ = [
     "SCALES",
     "COLORMAPS",
@@ -43,7 +45,15 @@ __all__ = [
     "channel_stats",
     "activation_histogram",
     "hierarchy_tile",
+    "CONTENT_PX",
+    "colorbar",
+    "stage_captions",
+    "map_health",
 ]
+
+#: Width of the page's content column (Streamlit's centred layout): the mosaic is composed to fit
+#: it at its natural size, so it never spills out of the column nor gets shrunk and blurred.
+CONTENT_PX = 700
 
 SCALES = ("channel", "shared")  # per-channel min–max, or one min–max for the whole layer
 COLORMAPS = ("viridis", "magma", "inferno", "gray")
@@ -322,3 +332,43 @@ def hierarchy_tile(fmap, size: int = 160, mode: str = "mean", cmap: str = "virid
     h, w = m.shape
     s = size / max(h, w)
     return colorize(resample_nearest(_unit(m), max(1, round(h * s)), max(1, round(w * s))), cmap)
+
+
+def colorbar(cmap: str = "viridis", width: int = 240, height: int = 12) -> np.ndarray:
+    """A horizontal colour bar, low values left: the key to a mosaic or heat map drawn with ``cmap``.
+
+    Example:
+        >>> bar = colorbar("gray", 10, 2)
+        >>> bar.shape, int(bar[0, 0, 0]), int(bar[0, -1, 0])
+        ((2, 10, 3), 0, 255)
+    """
+    ramp = np.tile(np.linspace(0.0, 1.0, int(width), dtype=np.float32), (int(height), 1))
+    return colorize(ramp, cmap)
+
+
+def stage_captions(n_layers: int) -> list[str]:
+    """One line per tile of the edges-to-abstractions strip: the input, then each stage by depth.
+
+    Example:
+        >>> stage_captions(3)
+        ['the pixels', 'edges and colours', 'textures and motifs', 'object-level patterns']
+    """
+    n = int(n_layers)
+    if n <= 0:
+        return ["the pixels"]
+    out = ["the pixels"]
+    for i in range(n - 1):
+        share = (i + 1) / n  # where the stage sits in depth, 0..1 (the last one is 1)
+        out.append("edges and colours" if i == 0 else "textures and motifs" if share < 0.75 else "parts of objects")
+    out.append("object-level patterns" if n > 1 else "edges and colours")
+    return out
+
+
+def map_health(fmap, name: str, *, random_weights: bool, batchnorm: bool) -> FeatureHealth:
+    """Whether one image's map at a layer has collapsed (every value below 1e-5 in size).
+
+    The whole map is one row for :func:`extractor.feature_health.check_features` (one image: only
+    the scale can be judged, not the spread across images).
+    """
+    arr = check_map(fmap)
+    return check_features(arr.reshape(1, -1), name, random_weights=random_weights, batchnorm=batchnorm)

@@ -32,7 +32,9 @@ import pandas as pd
 import streamlit as st
 
 from extractor import LayerInfo, RawMapsTooLargeError, feature_key, split_key
+from extractor.calibration import has_batchnorm
 from extractor.errors import LayerExplorerError
+from extractor.feature_health import FeatureHealth, check_features
 from extractor.pooling import GLOBAL_POOLINGS, pooled_dim
 from extractor.reduce import Embedding, embed
 from extractor.scoring import nearest_neighbours, overlap_matrix, silhouette
@@ -71,7 +73,18 @@ __all__ = [
     "feature_silhouette",
     "overlap_table",
     "neighbour_table",
+    "MIN_MAP_IMAGES",
+    "too_few_for_maps",
+    "computed_label",
+    "max_overlap_k",
+    "overlap_k_key",
+    "has_batchnorm_layers",
+    "feature_health",
 ]
+
+
+#: Fewest images a 2-D map is drawn from (``extractor.reduce.check_features``' own minimum).
+MIN_MAP_IMAGES = 3
 
 
 #: Most maps the Embeddings page draws at once (layers × poolings).
@@ -364,3 +377,62 @@ def neighbour_table(X: np.ndarray, index: int, k: int) -> list[tuple[int, float]
     """The ``k`` rows most cosine-similar to row ``index`` (itself excluded): ``[(row, similarity)]``."""
 
     return nearest_neighbours(X, int(index), k=int(k))
+
+
+def too_few_for_maps(n_images: int) -> str:
+    """The page's one message when there are too few images for any map; ``""`` when there are enough.
+
+    Example:
+        >>> too_few_for_maps(2).split(",")[0]
+        'A 2-D map needs at least 3 images; there are 2'
+        >>> too_few_for_maps(3)
+        ''
+    """
+    if n_images >= MIN_MAP_IMAGES:
+        return ""
+    have = "there is 1" if n_images == 1 else f"there are {n_images}"
+    return (f"A 2-D map needs at least {MIN_MAP_IMAGES} images; {have}, so no map, score or comparison of "
+            "maps is drawn. Add images in the sidebar or pick a demo set.")
+
+
+def computed_label(done: int, failed: int, method_name: str) -> str:
+    """The status line after the slow maps ran: what was really computed.
+
+    Example:
+        >>> computed_label(5, 1, "t-SNE")
+        '5 t-SNE maps computed; 1 could not be (each says why)'
+        >>> computed_label(0, 6, "t-SNE")
+        'No t-SNE map could be computed (each says why)'
+    """
+    if not done:
+        return f"No {method_name} map could be computed (each says why)"
+    text = f"{done} {method_name} map{'' if done == 1 else 's'} computed"
+    return text + (f"; {failed} could not be (each says why)" if failed else "")
+
+
+def max_overlap_k(n_images: int, limit: int = 30) -> int:
+    """Largest neighbour count that can tell two maps apart: below the ``n - 1`` other images.
+
+    With k = n - 1 every image's neighbours are all the others, so any two maps "agree" 100 %.
+
+    Example:
+        >>> max_overlap_k(70), max_overlap_k(5), max_overlap_k(2)
+        (30, 3, 0)
+    """
+    return max(0, min(int(limit), int(n_images) - 2))
+
+
+def overlap_k_key(most: int, limit: int = 30) -> str:
+    """Widget key of the k slider: its own per range, so a remembered k never lies outside it."""
+    return "emb_overlap_k" if most >= limit else widget_key("emb_overlap_k", str(most))
+
+
+def has_batchnorm_layers(backbone) -> bool:
+    """Whether the backbone's network has batch normalisation (names the cause of collapsed features)."""
+    return bool(has_batchnorm(backbone.model))
+
+
+@st.cache_data(max_entries=96, show_spinner=False)
+def feature_health(rows: str, key: str, _X: np.ndarray, *, random_weights: bool, batchnorm: bool) -> FeatureHealth:
+    """:func:`extractor.feature_health.check_features` of one configuration, cached like :func:`embedding`."""
+    return check_features(_X, key, random_weights=random_weights, batchnorm=batchnorm)
