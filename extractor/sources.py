@@ -393,7 +393,7 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX" or name.lower() in _IGNORED_NAMES
 
 
-def _walk(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path, str | None]], list[Problem]]:
+def _walk(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path, str | None]], list[Failure]]:
     """(name, path, label) for every image file under ``paths``, in gather order, and the problems."""
     found: list[tuple[str, Path, str | None]] = []  # (name, path, label)
     problems: list[Failure] = []
@@ -485,7 +485,7 @@ class ImageFile:
     label: str | None
 
 
-def list_image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[ImageFile], list[Problem]]:
+def list_image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[ImageFile], list[Failure]]:
     """The files :func:`gather_paths` would read, by the same rules, without reading them.
 
     For engines that read the bytes elsewhere (``--engine ray``): a file reached twice is
