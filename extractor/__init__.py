@@ -14,6 +14,7 @@ Discover, then build (the shape of torchvision's feature extraction)::
 Nothing here imports Streamlit; TensorFlow is imported when a model is first built.
 """
 
+from .activation_max import activation_maximisation
 from .backbones import (
     BACKBONES,
     Backbone,
@@ -32,6 +33,8 @@ from .backbones import (
     rebuild_backbone,
 )
 from .calibration import CalibrationError, calibrate_batchnorm, has_batchnorm
+from .channels import channel_stats, top_images
+from .cka import cka_matrix, linear_cka
 from .errors import LayerExplorerError
 from .explain import ClassEvidence, Classifier, GradCam, NoClassifier, class_evidence, find_classifier, grad_cam
 from .feature_health import FeatureHealth, check_features
@@ -96,9 +99,12 @@ __all__ = [
     "UnknownLayerError",
     "WeightsInfo",
     "WeightsUnavailableError",
+    "activation_maximisation",
     "backbone_from_model",
     "calibrate_batchnorm",
+    "channel_stats",
     "check_features",
+    "cka_matrix",
     "class_evidence",
     "decode_image",
     "feature_key",
@@ -112,6 +118,7 @@ __all__ = [
     "imagenet_cached",
     "grad_cam",
     "imagenet_weights_path",
+    "linear_cka",
     "load_backbone",
     "load_image",
     "pool_numpy",
@@ -121,4 +128,5 @@ __all__ = [
     "representative_layers",
     "resize_image",
     "split_key",
+    "top_images",
 ]

@@ -12,8 +12,8 @@ statistics of its input, layer after layer (each layer sees the previous ones al
 the same statistics it will use in inference). Dropout-like layers are neutralised for the pass.
 
 Example:
-    >>> bb = load_backbone("mobilenetv2", weights="none", input_size=(96, 96))
-    >>> calibrate_batchnorm(bb, images).weights.description
+    >>> bb = load_backbone("demo-shapes", weights="none")  # random, with batch normalisation
+    >>> calibrate_batchnorm(bb, images[:8]).weights.description
     'random + BN calibrated on 8 images — not training'
 """
 

@@ -9,7 +9,7 @@ so no forward pass is needed to rank images or to judge a layer:
   ``(μ_max − μ_rest) / (μ_max + μ_rest)`` on non-negative activations.
 * :func:`top_images` — the k images with the highest (and lowest) max-pooled activation of a
   channel, and, given the raw maps of just those images, where in the map the channel peaks.
-* :func:`crop_window` — the square of input pixels around that peak to show.
+* :func:`crop_window` — the input region around that peak to show: the cell's receptive field.
 
 A channel "fires" on an image when its max-pooled value is above zero. Layers whose outputs are
 not rectified (a convolution before its BatchNorm/ReLU) can be negative everywhere without
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import LayerExplorerError
+from .receptive_field import ReceptiveField, cell_region
 
 __all__ = [
     "ChannelError",
@@ -308,31 +309,43 @@ def crop_window(
     position: tuple[int, int] | None,
     map_size: tuple[int, int],
     image_size: tuple[int, int],
-    stride: int | None = None,
+    field: ReceptiveField | None = None,
     *,
     min_side: int = 16,
 ) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) in image pixels: the square around a map position to show.
+    """(top, left, bottom, right) in image pixels: the input region behind a map position.
 
-    The one place crops are decided. Until the receptive-field module lands this uses the
-    effective stride (image size / map size) to map the position back to pixels, and a window
-    of three strides (what a 3×3 kernel on that map covers), at least ``min_side`` pixels and
-    at most the image. ``position=None`` gives the whole image.
+    The one place crops are decided. With the layer's ``field`` (from
+    :func:`extractor.receptive_field.receptive_fields`) it is the cell's theoretical receptive
+    field, centred on that cell and clipped to the image (:func:`~extractor.receptive_field.cell_region`),
+    widened to at least ``min_side`` pixels around its centre so a shallow layer's tiny field can
+    still be seen. Without one (a layer the graph walk does not model) it falls back to three
+    effective strides (image size / map size) around the cell. ``position=None`` gives the
+    whole image. ``bottom``/``right`` are exclusive, ready for slicing.
 
-    >>> crop_window((0, 0), (4, 4), (64, 64), 16)
-    (0, 0, 48, 48)
-    >>> crop_window((1, 2), (8, 8), (64, 64), 8)
+    >>> rf = ReceptiveField((44, 44), (8, 8), (3.5, 3.5))
+    >>> crop_window((3, 3), (8, 8), (64, 64), rf)
+    (6, 6, 50, 50)
+    >>> crop_window((0, 0), (8, 8), (64, 64), rf)
+    (0, 0, 26, 26)
+    >>> crop_window((1, 2), (8, 8), (64, 64))
     (0, 8, 24, 32)
     """
     ih, iw = int(image_size[0]), int(image_size[1])
     if position is None:
         return 0, 0, ih, iw
-    mh, mw = max(1, int(map_size[0])), max(1, int(map_size[1]))
-    sy, sx = ih / mh, iw / mw  # effective stride
-    s = max(stride or 0, sy, sx)
-    side_y = int(min(ih, max(min_side, round(3 * s))))
-    side_x = int(min(iw, max(min_side, round(3 * s))))
-    cy, cx = (position[0] + 0.5) * sy, (position[1] + 0.5) * sx
+    if field is not None:
+        top, left, bottom, right = cell_region(field, int(position[0]), int(position[1]), (ih, iw))
+        if bottom - top >= min(ih, min_side) and right - left >= min(iw, min_side):
+            return top, left, bottom, right
+        centre = ((top + bottom) / 2, (left + right) / 2)
+        sides = (max(bottom - top, min(ih, min_side)), max(right - left, min(iw, min_side)))
+    else:
+        sy, sx = ih / max(1, int(map_size[0])), iw / max(1, int(map_size[1]))  # effective stride
+        centre = ((position[0] + 0.5) * sy, (position[1] + 0.5) * sx)
+        side = max(min_side, round(3 * max(sy, sx)))
+        sides = (int(min(ih, side)), int(min(iw, side)))
+    (side_y, side_x), (cy, cx) = sides, centre
     top = int(min(max(0, round(cy - side_y / 2)), ih - side_y))
     left = int(min(max(0, round(cx - side_x / 2)), iw - side_x))
     return top, left, top + side_y, left + side_x

@@ -16,7 +16,7 @@ were never called are built first.
 
 Example:
     >>> clf = find_classifier(load_backbone("demo-shapes"))
-    >>> images = np.stack(make_shapes(per_class=1, size=64).images)
+    >>> images = np.stack(load_demo_set("shapes", per_class=1, size=64).images)
     >>> ev = class_evidence(clf, images)
     >>> ev.top(0, 1)[0][0]
     'circle'
@@ -284,7 +284,7 @@ def default_cam_layer(layers: Sequence[LayerInfo]) -> LayerInfo:
     """The last feature-map layer before global pooling, after its activation (not a pooling or padding).
 
     Example:
-        >>> default_cam_layer(feature_layers(load_backbone("vgg16", weights="none").model)).name
+        >>> default_cam_layer(feature_layers(load_backbone("vgg16", weights="none", input_size=64).model)).name
         'block5_conv3'
     """
     for info in reversed(list(layers)):

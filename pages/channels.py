@@ -1,7 +1,7 @@
 """Channels & layers: what each channel responds to, how healthy a layer is, how layers relate (CKA).
 
 Layout only. Pooled features come from the app's shared cache (ui.channels_view.block_features →
-ui.analysis.fetch_features → ui.cache.pooled_features), so switching layer or channel never runs
+ui.features.fetch_features → ui.cache.pooled_features), so switching layer or channel never runs
 the network for the ranking; only the 2k ranked images go through the layer once, for the crops.
 Health, CKA and crops are cached in ui.channels_view; activation maximisation runs behind a button.
 """
@@ -12,9 +12,10 @@ from extractor import BACKBONES, representative_layers
 from extractor.activation_max import activation_maximisation
 from extractor.cka import estimator_name
 from extractor.errors import LayerExplorerError
-from ui import analysis as an
 from ui import cache, state
 from ui import channels_view as cv
+from ui import features as feat
+from ui.charts import short_name
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -39,7 +40,7 @@ def pick_channel(table, blocks, config_name):
                                            "including convolutions before their ReLU.")
     names = [info.name for info in table] if all_layers else blocks
     with c1:
-        layer = state.persistent(st.selectbox, "Layer", names, key=an.widget_key("ch_layer", config_name),
+        layer = state.persistent(st.selectbox, "Layer", names, key=feat.widget_key("ch_layer", config_name),
                                  default=names[-1], help="Listed input side first.")
     with c2:
         order = state.persistent(st.selectbox, "Channel order", list(ORDER_LABELS), key="ch_order", default="max_value",
@@ -60,16 +61,16 @@ with state.page_guard("looking at the channels"):
     fetch = cv.block_features(table, blocks, layer, images=images, config=config)
     feats = fetch.features
     if feats.failures:
-        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f"{n}: {why}" for n, why in feats.failures),
+        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
                    icon=":material/warning:")
-    rid = an.rows_id(config, feats.digests)
-    lid = an.labels_id(feats.labels)
+    rid = feat.rows_id(config, feats.digests)
+    lid = feat.labels_id(feats.labels)
     labels = tuple(feats.labels)
     info = info_by_name[layer]
     stats = cv.layer_stats(rid, lid, layer, feats.features[f"{layer}/max"], feats.features[f"{layer}/avg"], labels)
     channels = stats.order(order)
     with channel_col:
-        channel = state.persistent(st.selectbox, "Channel", channels, key=an.widget_key("ch_channel", config.name, layer),
+        channel = state.persistent(st.selectbox, "Channel", channels, key=feat.widget_key("ch_channel", config.name, layer),
                                    default=channels[0], format_func=lambda c: f"channel {c}",
                                    help="Channels in the order chosen on the left.")
     n = len(feats.names)
@@ -94,17 +95,18 @@ with state.page_guard("looking at the channels"):
     with hi_col:
         st.markdown(f"**Highest {len(highest)}**")
         st.image([c.pixels for c in highest], width=cv.CROP_PX,
-                 caption=[f"{c.value:.3g} · {state.escape_markdown(an.short_name(feats.names[c.row]))}" for c in highest],
+                 caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in highest],
                  alt=[f"Top image for channel {channel}: {feats.names[c.row]}" for c in highest])
     with lo_col:
         st.markdown(f"**Lowest {len(lowest)}**")
         st.image([c.pixels for c in lowest], width=cv.CROP_PX,
-                 caption=[f"{c.value:.3g} · {state.escape_markdown(an.short_name(feats.names[c.row]))}" for c in lowest],
+                 caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in lowest],
                  alt=[f"Lowest image for channel {channel}: {feats.names[c.row]}" for c in lowest])
+    field_text = "" if info.receptive_field is None else " ({:g}×{:g} pixels at this layer)".format(*info.receptive_field)
     st.caption(
         f"Ranked by the channel's **max** over the map (max pooling), on all {state.plural(n, 'image')}. Each picture "
-        f"is cropped around the position where the channel peaks, to about three strides of this layer "
-        f"(stride {info.stride or '?'}): roughly the patch the channel looks at there. The number is its max activation."
+        f"is cropped to the receptive field of the cell where the channel peaks{field_text}: the pixels that "
+        "cell can see, clipped at the image border. The number is its max activation."
     )
 
     # -- channel health
@@ -187,14 +189,14 @@ with state.page_guard("looking at the channels"):
             items = [images.items[i] for i in feats.indices]
             o_blocks = ()
             if other is not None:
-                _, o_table = cache.load_backbone_cached(*other.extractor_args())
+                _, o_table = cache.load_backbone_cached(other)
                 o_blocks = tuple(i.name for i in representative_layers(o_table, "block"))
             result = cv.cka_full_maps(config, tuple(blocks), tuple(feats.digests), debiased, items,
                                       other=other, other_layers=o_blocks)
     elif other is None:
         result = cv.cka_within(rid, tuple(blocks), debiased, feats.features)
     else:
-        _, o_table = cache.load_backbone_cached(*other.extractor_args())
+        _, o_table = cache.load_backbone_cached(other)
         o_blocks = [i.name for i in representative_layers(o_table, "block")]
         o_feats = cache.pooled_features(o_blocks, ["avg"], images=images, config=other)
         common = sorted(set(feats.indices) & set(o_feats.indices))
@@ -202,7 +204,7 @@ with state.page_guard("looking at the channels"):
             st.warning("Some images went through only one of the two networks; comparing the rest.")
         a = {k: v[[feats.indices.index(i) for i in common]] for k, v in feats.features.items()}
         b = {k: v[[o_feats.indices.index(i) for i in common]] for k, v in o_feats.features.items()}
-        result = cv.cka_between(an.rows_id(config, tuple(common)), an.rows_id(other, tuple(common)), tuple(blocks),
+        result = cv.cka_between(feat.rows_id(config, tuple(common)), feat.rows_id(other, tuple(common)), tuple(blocks),
                                 tuple(o_blocks), debiased, a, b)
     if result is not None:
         this = f"{config.name} ({'random' if random_weights else 'trained'})"

@@ -15,6 +15,7 @@ from extractor.activation_max import ActivationMaxError, activation_maximisation
 from extractor.channels import ChannelError, channel_stats, crop_window, stats_frame, top_images
 from extractor.cka import cka_matrix
 from extractor.demo import export_demo_set, load_demo_set
+from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
 
 def test_doctests():
@@ -73,11 +74,37 @@ def test_top_images_are_the_k_highest_by_brute_force():
         top_images(mx, 4)
 
 
-def test_crop_window_stays_inside_the_image():
-    for pos in [(0, 0), (3, 3), (1, 2)]:
-        top, left, bottom, right = crop_window(pos, (4, 4), (64, 64), 16)
-        assert 0 <= top < bottom <= 64 and 0 <= left < right <= 64
-    assert crop_window(None, (4, 4), (64, 48)) == (0, 0, 64, 48)
+def test_crop_window_is_the_peak_cells_receptive_field():
+    model = load_backbone("demo-shapes").model
+    fields = receptive_fields(model)
+    infos = {info.name: info for info in feature_layers(model)}
+    for layer in ("block2_conv2", "block3_pool", "block4_relu2"):
+        rf, (h, w, _) = fields[layer], infos[layer].shape
+        for pos in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), (1, w - 2)]:
+            top, left, bottom, right = crop_window(pos, (h, w), (64, 64), rf)
+            assert 0 <= top < bottom <= 64 and 0 <= left < right <= 64
+            # the cell's field, clipped to the image; widened to 16 px only where clipping left less
+            field = cell_region(rf, *pos, (64, 64))
+            if min(field[2] - field[0], field[3] - field[1]) >= 16:
+                assert (top, left, bottom, right) == field
+            else:
+                assert top <= field[0] and left <= field[1] and bottom >= field[2] and right >= field[3]
+                assert min(bottom - top, right - left) == 16
+            cy, cx = (rf.start[a] + pos[a] * rf.stride[a] for a in (0, 1))
+            assert top <= cy < bottom and left <= cx < right  # centred on the peak cell
+    centre = [crop_window((4, 4), (8, 8), (64, 64), fields[name]) for name in ("block3_pool", "block4_relu2")]
+    side = [bottom - top for top, _, bottom, _ in centre]
+    assert side[0] == 36 and side[1] > side[0]  # deeper: a larger field (68 px, clipped at the border)
+
+
+def test_crop_window_widens_tiny_fields_and_falls_back_without_one():
+    tiny = ReceptiveField((3, 3), (1, 1), (0.0, 0.0))
+    assert crop_window((0, 0), (64, 64), (64, 64), tiny) == (0, 0, 16, 16)
+    assert crop_window((30, 30), (64, 64), (64, 64), tiny) == (22, 22, 38, 38)  # widened around the cell
+    for pos in [(0, 0), (3, 3), (1, 2)]:  # no field: three effective strides around the cell
+        top, left, bottom, right = crop_window(pos, (4, 4), (64, 64))
+        assert 0 <= top < bottom <= 64 and 0 <= left < right <= 64 and bottom - top == 48
+    assert crop_window(None, (4, 4), (64, 48), tiny) == (0, 0, 64, 48)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,15 @@ MODULES = [
     "extractor.demo_cnn",
     "extractor.layers",
     "extractor.features",
+    "extractor.receptive_field",
+    "extractor.channels",
+    "extractor.cka",
+    "extractor.activation_max",
+    "extractor.explain",
+    "extractor.feature_health",
+    "extractor.calibration",
+    "extractor.distributed",
+    "extractor.similarity",
     "ui.config",
     "ui.image_set",
     "ui.inference_slot",
@@ -64,6 +73,7 @@ def _namespace(tmp_path) -> dict:
     return {
         **{name: getattr(extractor, name) for name in extractor.__all__},  # the public API, as examples use it
         "np": np,
+        "load_demo_set": load_demo_set,
         "png_bytes": png_bytes,
         "png": png_bytes,
         "jpeg_bytes": jpeg_bytes,
@@ -78,8 +88,9 @@ def _namespace(tmp_path) -> dict:
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that read "cat.jpg" or "data/" find the files made here
     module = importlib.import_module(name)
-    globs = dict(vars(module))
-    globs.update(_namespace(tmp_path))
+    # The module's own names win over the shared namespace: reduce.check_features is not the
+    # public extractor.check_features (feature_health), and an example means its own module's.
+    globs = {**_namespace(tmp_path), **vars(module)}
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     tests = [t for t in finder.find(module, name, globs=globs) if t.examples]

@@ -2,16 +2,18 @@
 
 Where the numbers come from, and what is cached:
 
-* Pooled features: :func:`block_features` asks :func:`ui.analysis.fetch_features` for the avg and
+* Pooled features: :func:`block_features` asks :func:`ui.features.fetch_features` for the avg and
   max pooling of the chosen layer, which for block outputs is served by the same cached call
   (every block × every global pooling) as the Embeddings and Layer-selection pages. Switching
   channel or layer never runs the network for the ranking.
 * Channel health (:func:`layer_stats`), the depth summary (:func:`depth_summary`) and CKA
   (:func:`cka_within`, :func:`cka_between`) are ``st.cache_data`` keyed by the rows' identity
-  (network + image digests, ``ui.analysis.rows_id``) and the labels' identity.
+  (network + image digests, ``ui.features.rows_id``) and the labels' identity.
 * Crops: :func:`peak_positions` runs the images through the layer once with pooling ``none``
   and keeps only each channel's peak position (the whole set once per layer up to 512 images,
-  else just the 2k ranked ones), keyed by content. The maps themselves are never kept.
+  else just the 2k ranked ones), keyed by content. The maps themselves are never kept. Each crop
+  is the peak cell's receptive field (:func:`extractor.channels.crop_window`, fields from
+  :func:`ui.explain.receptive_fields_for`).
 * Charts are built as Vega-Lite dicts once per content (:func:`chart_spec`): Altair's schema
   validation is the slowest part of a rerun otherwise.
 * Full-maps CKA (:func:`cka_full_maps`) accumulates n × n Gram matrices block by block.
@@ -41,9 +43,11 @@ from extractor.channels import (
 )
 from extractor.cka import DEBIASED_BELOW, CKAResult, cka_matrix, full_map_grams
 
-from . import analysis as an
 from . import cache
-from .state import BackboneConfig
+from . import explain as ex
+from . import features as feat
+from .config import BackboneConfig
+from .inference_slot import inference_slot
 
 __all__ = [
     "ACTMAX_KEEP",
@@ -76,7 +80,7 @@ FULL_MAPS_BLOCK_BYTES = 128 * 2**20  # one block of full maps at most this big (
 def block_features(table: Sequence[LayerInfo], blocks: Sequence[str], layer: str, *, images, config):
     """avg- and max-pooled features of ``layer`` (and of every block output) for the whole set."""
     layers = list(dict.fromkeys([*blocks, layer]))
-    return an.fetch_features(table, blocks, layers, ["avg", "max"], images=images, config=config)
+    return feat.fetch_features(table, blocks, layers, ["avg", "max"], images=images, config=config)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -128,8 +132,8 @@ ALL_POSITIONS_UP_TO = 512  # sets up to this size get every image's peaks in one
 
 
 @st.cache_data(max_entries=32, max_size="128MB", show_spinner="Finding where each channel peaks…")
-def peak_positions(name: str, weights: str, input_size: tuple[int, int], precision: str, resize: str, layer: str,
-                   digests: tuple[str, ...], _items: Sequence) -> tuple[np.ndarray, tuple[int, int]]:
+def peak_positions(config: BackboneConfig, layer: str, digests: tuple[str, ...],
+                   _items: Sequence) -> tuple[np.ndarray, tuple[int, int]]:
     """Every channel's peak (row, col) in these images' maps of ``layer``: ((m, C, 2) int16, map size).
 
     One forward pass in batches of 32 (raw maps are reduced to positions batch by batch, never
@@ -137,11 +141,11 @@ def peak_positions(name: str, weights: str, input_size: tuple[int, int], precisi
     once per layer, so switching channel needs no network at all; for larger sets with only
     the 2k ranked images.
     """
-    fx = cache.get_extractor(name, weights, tuple(input_size), (layer,), ("none",), precision, resize)
+    fx = cache.get_extractor(config, (layer,), ("none",))
     parts, size = [], (0, 0)
     for s in range(0, len(_items), 32):
-        views = np.stack([cache.network_view(item, tuple(input_size), resize) for item in _items[s : s + 32]])
-        with cache.inference_slot():
+        views = np.stack([cache.network_view(item, config.input_size, config.resize) for item in _items[s : s + 32]])
+        with inference_slot():
             out = fx.run_batch(views)
         maps = np.asarray(out[feature_key(layer, "none")])
         size = (int(maps.shape[1]), int(maps.shape[2]))
@@ -162,15 +166,15 @@ def crops_for(features_max: np.ndarray, channel: int, k: int, *, feats, images, 
     ranked = top_images(features_max, int(channel), int(k))
     everyone = len(feats.digests) <= ALL_POSITIONS_UP_TO
     rows = list(range(len(feats.digests))) if everyone else list(ranked.indices)
-    positions, map_size = peak_positions(
-        config.name, config.weights, tuple(config.input_size), config.precision, config.resize, info.name,
-        tuple(feats.digests[r] for r in rows), [images.items[feats.indices[r]] for r in rows])
+    positions, map_size = peak_positions(config, info.name, tuple(feats.digests[r] for r in rows),
+                                         [images.items[feats.indices[r]] for r in rows])
     where = {r: j for j, r in enumerate(rows)}
+    field = ex.receptive_fields_for(config).get(info.name)  # None: crop_window falls back to strides
 
     def crop(entry) -> Crop:
-        view = cache.network_view(images.items[feats.indices[entry.index]], tuple(config.input_size), config.resize)
+        view = cache.network_view(images.items[feats.indices[entry.index]], config.input_size, config.resize)
         pos = tuple(int(v) for v in positions[where[entry.index], int(channel)])
-        box = crop_window(pos, map_size, view.shape[:2], info.stride)
+        box = crop_window(pos, map_size, view.shape[:2], field)
         top, left, bottom, right = box
         im = Image.fromarray(np.ascontiguousarray(view[top:bottom, left:right]))
         im = im.resize((CROP_PX, CROP_PX), Image.Resampling.NEAREST if bottom - top < CROP_PX else Image.Resampling.BILINEAR)
@@ -193,16 +197,15 @@ def cka_between(rid_a: str, rid_b: str, rows: tuple[str, ...], columns: tuple[st
 
 
 def _full_grams(config, layers: tuple[str, ...], digests: tuple[str, ...], items: Sequence) -> dict[str, np.ndarray]:
-    fx = cache.get_extractor(config.name, config.weights, tuple(config.input_size), layers, ("none",),
-                             config.precision, config.resize)
+    fx = cache.get_extractor(config, layers, ("none",))
     per_image = sum(int(np.prod(i.shape)) * 8 for i in fx.layer_infos if None not in i.shape) or 1
     block = max(1, FULL_MAPS_BLOCK_BYTES // per_image)
 
     def maps_of(idx):
-        views = np.stack([cache.network_view(items[i], tuple(config.input_size), config.resize) for i in idx])
+        views = np.stack([cache.network_view(items[i], config.input_size, config.resize) for i in idx])
         parts = {layer: [] for layer in layers}
         for s in range(0, len(views), 32):
-            with cache.inference_slot():
+            with inference_slot():
                 out = fx.run_batch(views[s : s + 32])
             for layer in layers:
                 parts[layer].append(out[feature_key(layer, "none")])
@@ -220,10 +223,10 @@ def cka_full_maps(config, layers: tuple[str, ...], digests: tuple[str, ...], deb
     return cka_matrix(row_grams=rows, column_grams=cols, debiased=debiased, features="full")
 
 
-def other_config(config, name: str, weights: str):
+def other_config(config: BackboneConfig, name: str, weights: str) -> BackboneConfig:
     """The configuration of the second network for a comparison (same images, its own input size)."""
     size = tuple(config.input_size) if name == config.name else tuple(get_spec(name).input_size)
-    return BackboneConfig(name=name, weights=weights, input_size=size, resize=config.resize, precision=config.precision)
+    return config.replace(name=name, weights=weights, input_size=size)
 
 
 def cka_chart(result: CKAResult, *, row_title: str, column_title: str, cell: int = 46) -> alt.LayerChart:

@@ -1,7 +1,8 @@
 """Cached computation behind the explanation views: class evidence, Grad-CAM, receptive fields, filters.
 
 Caching policy (see :mod:`ui.cache`): the classifier and its compiled Grad-CAM functions are
-resources keyed by plain values (backbone name, weights, input size); heat maps and
+resources keyed by the model's part of the :class:`~ui.config.BackboneConfig` (name, weights,
+input size); heat maps and
 probabilities are data keyed by those plus the image digest, layer, class and method. Display
 options (opacity, the cell picked) are not in any key: they never recompute Grad-CAM. A user's
 uploaded model is never put in a cache shared between sessions.
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from extractor.explain import ClassEvidence, Classifier, NoClassifier, find_classifier, grad_cam
+from extractor.explain import ClassEvidence, Classifier, NoClassifier, class_evidence, find_classifier, grad_cam
 from extractor.layers import SEPARATOR
 from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
 from . import cache, custom_model
 from .config import BackboneConfig
+from .inference_slot import inference_slot
 
 __all__ = [
     "CamView",
@@ -50,49 +52,53 @@ class CamView:
     flat: bool
 
 
-def classifier_for(name: str, weights: str, input_size: tuple[int, int]) -> Classifier | NoClassifier:
+def _model_key(config: BackboneConfig) -> BackboneConfig:
+    """The part of a configuration that decides the Keras model (precision and resize do not)."""
+    return BackboneConfig(config.name, config.weights, config.input_size)
+
+
+def classifier_for(config: BackboneConfig) -> Classifier | NoClassifier:
     """The backbone's classifier head (or why there is none), built once per (name, weights, size)."""
-    if custom_model.is_custom(name):
-        backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
+    if custom_model.is_custom(config.name):
+        backbone, _ = cache.load_backbone_cached(config)
         return find_classifier(backbone)  # cheap: the uploaded model is its own head
-    return _shared_classifier(name, weights, tuple(input_size))
+    return _shared_classifier(_model_key(config))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the classifier head…")
-def _shared_classifier(name: str, weights: str, input_size: tuple[int, int]) -> Classifier | NoClassifier:
-    backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
-    with cache.inference_slot():
+def _shared_classifier(config: BackboneConfig) -> Classifier | NoClassifier:
+    backbone, _ = cache.load_backbone_cached(config)
+    with inference_slot():
         return find_classifier(backbone)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _compiled(name: str, weights: str, input_size: tuple[int, int]) -> dict:
+def _compiled(config: BackboneConfig) -> dict:
     """Compiled Grad-CAM functions of one classifier, by (layer, method); filled by grad_cam."""
     return {}
 
 
 @st.cache_data(max_entries=64, max_size="64MB", show_spinner=False)
-def evidence_for(name: str, weights: str, input_size: tuple[int, int], resize: str, digest: str,
-                 _item) -> ClassEvidence | None:
-    """Class probabilities for one image (None when the backbone has no classifier)."""
-    clf = classifier_for(name, weights, input_size)
+def evidence_for(config: BackboneConfig, digest: str, _item) -> ClassEvidence | None:
+    """Class probabilities for one image (None when the backbone has no classifier).
+
+    Keyed by the configuration and the image's content ``digest``; ``_item`` is not hashed.
+    """
+    clf = classifier_for(config)
     if isinstance(clf, NoClassifier):
         return None
-    from extractor.explain import class_evidence
-
-    view = cache.network_view(_item, tuple(input_size), resize)
-    with cache.inference_slot():
+    view = cache.network_view(_item, config.input_size, config.resize)
+    with inference_slot():
         return class_evidence(clf, view[None])
 
 
 @st.cache_data(max_entries=64, max_size="128MB", show_spinner=False)
-def gradcam_for(name: str, weights: str, input_size: tuple[int, int], resize: str, digest: str, layer: str,
-                class_index: int, method: str, _item) -> CamView:
+def gradcam_for(config: BackboneConfig, digest: str, layer: str, class_index: int, method: str, _item) -> CamView:
     """Grad-CAM of one image for one layer, class (-1: predicted) and method."""
-    clf = classifier_for(name, weights, input_size)
-    view = cache.network_view(_item, tuple(input_size), resize)
-    compiled = None if custom_model.is_custom(name) else _compiled(name, weights, tuple(input_size))
-    with cache.inference_slot():
+    clf = classifier_for(config)
+    view = cache.network_view(_item, config.input_size, config.resize)
+    compiled = None if custom_model.is_custom(config.name) else _compiled(_model_key(config))
+    with inference_slot():
         result = grad_cam(clf, view[None], layer=layer, class_=None if class_index < 0 else int(class_index),
                           method=method, _cache=compiled)
     return CamView(result.heatmaps[0], result.cams[0], int(result.classes[0]), bool(result.flat))
@@ -166,15 +172,15 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(127.5 + 127.5 * unit), 0, 255).astype(np.uint8)
 
 
-def receptive_fields_for(name: str, weights: str, input_size: tuple[int, int]) -> dict:
+def receptive_fields_for(config: BackboneConfig) -> dict:
     """Every layer's receptive field (by qualified name) of the backbone, computed once per configuration."""
-    if custom_model.is_custom(name):
-        backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
+    if custom_model.is_custom(config.name):
+        backbone, _ = cache.load_backbone_cached(config)
         return receptive_fields(backbone.model)
-    return _shared_fields(name, weights, tuple(input_size))
+    return _shared_fields(_model_key(config))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _shared_fields(name: str, weights: str, input_size: tuple[int, int]) -> dict:
-    backbone, _ = cache.load_backbone_cached(BackboneConfig(name, weights, tuple(input_size)))
+def _shared_fields(config: BackboneConfig) -> dict:
+    backbone, _ = cache.load_backbone_cached(config)
     return receptive_fields(backbone.model)

@@ -29,10 +29,6 @@ MAX_CHART_CELLS = 64 * 64  # a bigger map is picked by row and column only (the 
 _CAM_SKIP = ("pool", "dropout", "padding", "preprocess", "input", "model")
 
 
-def _config_key(config) -> tuple:
-    return config.name, config.weights, tuple(config.input_size)
-
-
 def field_note(info) -> str:
     """The layer caption's receptive-field clause ("" when unknown).
 
@@ -55,11 +51,11 @@ def class_evidence_panel(images, index: int, backbone, config) -> None:
         "chosen image. The layers below show how it got there: early layers see colours and edges, later ones "
         "see parts and shapes, and the last ones separate the classes."
     )
-    clf = ex.classifier_for(*_config_key(config))
+    clf = ex.classifier_for(config)
     if isinstance(clf, NoClassifier):
         st.info(f"This backbone has no classifier: {clf.reason}", icon=":material/info:")
         return
-    ev = ex.evidence_for(*_config_key(config), config.resize, images.digests[index], images.items[index])
+    ev = ex.evidence_for(config, images.digests[index], images.items[index])
     top = ev.top(0, 5)
     # Bars rather than a table: one glance says how sure the network is.
     for name, p in top:
@@ -92,7 +88,7 @@ def _gradcam(images, index, backbone, layers, config, raw) -> None:
         "class-specific map; an early one is sharper and says less about the class. **Grad-CAM++** weights the "
         "positions inside each channel too, which helps when the object appears several times."
     )
-    clf = ex.classifier_for(*_config_key(config))
+    clf = ex.classifier_for(config)
     if isinstance(clf, NoClassifier):
         st.info(f"Grad-CAM needs a classifier head: {clf.reason}", icon=":material/info:")
         return
@@ -115,8 +111,8 @@ def _gradcam(images, index, backbone, layers, config, raw) -> None:
         class_index = state.persistent(st.selectbox, "Class", options, key="fm_cam_class", default=-1,
                                        format_func=lambda i: "Predicted class" if i < 0 else names[i])
     with st.spinner("Computing Grad-CAM…"):
-        view = ex.gradcam_for(*_config_key(config), config.resize, images.digests[index], cam_layer,
-                              int(class_index), method, images.items[index])
+        view = ex.gradcam_for(config, images.digests[index], cam_layer, int(class_index), method,
+                              images.items[index])
     opacity = float(st.session_state.get("fm_opacity", 0.5))
     shown = fm.enlarge(raw.view, SHOWN_PX)
     what = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
@@ -148,7 +144,7 @@ def _receptive_field(layer, config, raw) -> None:
         "convolution and pooling on the way widens it, every stride spreads neighbouring cells further apart. "
         "Click a cell of the map (or pick its row and column) to see the region of the image it depends on."
     )
-    fields = ex.receptive_fields_for(*_config_key(config))
+    fields = ex.receptive_fields_for(config)
     rf = fields.get(layer.name)
     fmap = raw.maps[layer.name]
     h, w = fmap.shape[:2]
