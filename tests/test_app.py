@@ -185,7 +185,9 @@ def test_imagenet_weights_offline_show_a_clear_error(offline, keras_home):
     errors = texts(at.error)
     assert any("ImageNet weights for vgg16 are not available" in e for e in errors), errors
     assert not any(str(keras_home) in e for e in errors), "a server path reached the browser"
-    assert any("Random" in t for t in texts(at.info)), "the way out is offered"
+    # the way out is offered, in the same one box (issue 10, item 6: shown once, not twice) and as one click
+    assert any("**Random**" in e for e in errors), "the way out is offered"
+    assert at.button(key="state_use_random").label == "Use random weights instead"
     # the app stays usable: random weights work right away
     at.radio(key="sb_weights").set_value("random")
     at.number_input(key="sb_input_size__vgg16").set_value(64)

@@ -337,6 +337,6 @@ def test_layer_selection_says_sweep_cancelled_after_cancel_and_shows_the_about_e
     at.run()
     assert not any(w.value.startswith("Sweep cancelled") for w in at.warning), "said once, not on every run"
     assert "About this server" in [e.label for e in at.sidebar.expander]
-    limits = at.sidebar.expander[-1].dataframe[0].value
+    limits = at.sidebar.expander[-1].table[0].value
     assert list(limits["value"]) == [inference_slot.LIMITS.max_batch_jobs, inference_slot.LIMITS.max_models,
                                      inference_slot.LIMITS.max_images_per_session]

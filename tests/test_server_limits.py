@@ -83,7 +83,7 @@ def test_about_this_server_expander_shows_the_limits_and_the_load():
     at = AppTest.from_function(_about_script, default_timeout=120).run()
     assert not at.exception
     assert at.expander[0].label == "About this server"
-    frame = at.dataframe[0].value
+    frame = at.table[0].value
     assert list(frame["variable"]) == ["LAYER_EXPLORER_MAX_BATCH_JOBS", "LAYER_EXPLORER_MAX_MODELS",
                                        "LAYER_EXPLORER_MAX_IMAGES_PER_SESSION"]
     assert int(frame["value"][1]) == 3

@@ -38,15 +38,7 @@ def render(limits: ServerLimits, lanes: WorkLanes | None = None, pool: ModelPool
     with st.expander("About this server"):
         st.caption("Everyone using this address shares one server. Networks are shared; your images, "
                    "features and results stay in your session and go when you close the tab.")
-        st.dataframe(
-            [{k: row[k] for k in ("setting", "value", "meaning", "variable")} for row in limits_table(limits)],
-            hide_index=True,
-            column_config={
-                "setting": st.column_config.TextColumn("Limit"),
-                "value": st.column_config.NumberColumn("Value", format="%d"),
-                "meaning": st.column_config.TextColumn("What it does", width="large"),
-                "variable": st.column_config.TextColumn("Set with"),
-            },
-        )
+        # A static table, not an interactive dataframe: four plain rows, nothing to sort or scroll.
+        st.table([{k: row[k] for k in ("setting", "value", "meaning", "variable")} for row in limits_table(limits)])
         for line in load_lines(lanes, pool):
             st.markdown(f"- {line}")

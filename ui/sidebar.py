@@ -84,7 +84,7 @@ def _images_section() -> None:
         # Collapsible: a zip with hundreds of bad members must not push the network choices out of sight.
         n = len(images.problems)
         with st.expander(f":material/warning: Left out: {state.plural(n, 'file')}", expanded=n <= 3):
-            st.markdown(state.bullet_list((p.message for p in images.problems), limit=50))
+            st.warning(state.bullet_list((p.message for p in images.problems), limit=50), icon=None)
     if images.notes:
         with st.expander(f"Notes on {state.plural(len(images.notes), 'file')}"):
             st.markdown(state.bullet_list((n.message for n in images.notes), limit=30))

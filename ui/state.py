@@ -289,12 +289,13 @@ def missing_weights_message(missing: MissingWeights) -> str:
     Example:
         >>> m = MissingWeights("vgg16", "pretrained", "vgg16_notop.h5", "/srv/keras/models", "not-cached-offline")
         >>> print(missing_weights_message(m).splitlines()[0])
-        **No ImageNet weights for vgg16 on this server.** They are not in its Keras cache, and it cannot download them (no internet).
+        **No ImageNet weights for vgg16 on this server.** The ImageNet weights for vgg16 are not available: they are not in its Keras cache, and it cannot download them (no internet).
     """
     if missing.cause == "load-failed":
-        why = "They could not be downloaded or read" + (f" ({missing.detail})." if missing.detail else ".")
+        why = "they could not be downloaded or read" + (f" ({missing.detail})." if missing.detail else ".")
     else:
-        why = "They are not in its Keras cache, and it cannot download them (no internet)."
+        why = "they are not in its Keras cache, and it cannot download them (no internet)."
+    why = f"The ImageNet weights for {missing.backbone} are not available: {why}"
     ways = ["**Random** weights (the same architecture, untrained) to explore its layers, shapes and strides"]
     if local_weights_allowed():
         ways.append("a **Local weights file** (.weights.h5 saved from the same architecture)")
