@@ -291,7 +291,7 @@ with state.page_guard("drawing the embedding maps"):
                 f"(at most {features.PANEL_LIMIT} maps at once). Remove a layer or pooling to see the others.",
                 icon=":material/grid_on:")
     fetch = features.fetch_features(table, blocks, shown_layers, shown_poolings, images=images, config=config)
-    heap.keep_long_lived(repr(config), "embeddings", *shown_layers, *shown_poolings)  # its extractor is loaded now
+    heap.keep_network(config, "embeddings", *shown_layers, *shown_poolings)  # its extractor is loaded now
     feats = fetch.features
     if feats.failures:
         st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),

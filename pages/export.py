@@ -106,7 +106,7 @@ def map_files(rid, keys, selected, names, labels) -> None:
                 problems.append(f"{key}: {state.user_message(exc)}")
                 break
             # The parameters really used (t-SNE lowers a perplexity too high for the images), not those asked for.
-            tag = "".join(f" {name}={value:g}" if isinstance(value, (int, float)) else f" {name}={value}"
+            tag = "".join(f" {name}={value:.3g}" if isinstance(value, (int, float)) else f" {name}={value}"
                           for name, value in (emb.params or params))
             coords[f"{key} {method}{tag}"] = emb.coords
             listed.append(f"{key}: {features.METHOD_NAMES.get(method, method)}{tag}")

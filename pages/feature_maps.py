@@ -241,7 +241,7 @@ with state.page_guard("showing the feature maps"):
     needed = tuple(info.name for info in layers if info.name in wanted)  # depth order: a stable cache key
     with st.spinner(f"Running {backbone.name} on the image…"):
         raw = cache.raw_maps(config, needed, images.digests[index], images.items[index])
-    heap.keep_long_lived(repr(config), *needed)  # the extractor for these layers is loaded now
+    heap.keep_network(config, *needed)  # the extractor for these layers is loaded now
     fmap = raw.maps[layer.name]
     order = fm.channel_order(fmap)
     health = fm.map_health(fmap, layer.name, random_weights=config.weights == "none",

@@ -151,7 +151,8 @@ def test_tsne_with_few_images_lowers_the_perplexity(downloads):
     assert_clean(at)
     header = downloads["layer_explorer_maps.csv"].decode().splitlines()[0]
     assert header == ("paths,labels,block4_pool/avg pca_x,block4_pool/avg pca_y,"
-                      "block4_pool/avg tsne perplexity=30_x,block4_pool/avg tsne perplexity=30_y")
+                      # the perplexity really used (issue 10: the name said 30 when it was lowered)
+                      "block4_pool/avg tsne perplexity=4.33_x,block4_pool/avg tsne perplexity=4.33_y")
 
 
 def test_two_images_give_one_page_message_and_hide_what_means_nothing():

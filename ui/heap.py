@@ -24,7 +24,7 @@ compares both).
 Example (in a page, right after the network ran)::
 
     raw = cache.raw_maps(config, needed, digest, item)
-    heap.keep_long_lived(repr(config), *needed)
+    heap.keep_network(config, *needed)
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ import os
 
 import streamlit as st
 
-__all__ = ["FREEZE_ENV", "freeze_enabled", "keep_long_lived"]
+from . import custom_model
+from .config import BackboneConfig
+
+__all__ = ["FREEZE_ENV", "freeze_enabled", "keep_long_lived", "keep_network"]
 
 #: Set to "0" to leave the collector alone (Streamlit's default behaviour).
 FREEZE_ENV = "LAYER_EXPLORER_GC_FREEZE"
@@ -81,3 +84,15 @@ def keep_long_lived(*what: str) -> bool:
         return False
     _freeze_once(tuple(str(w) for w in what))
     return True
+
+
+def keep_network(config: BackboneConfig, *what: str) -> bool:
+    """:func:`keep_long_lived` for the network of ``config`` — except a user's uploaded model.
+
+    An uploaded model lives in one session and must go when the session replaces or forgets it
+    (tests/test_app_hardening.py holds weak references to check that). Frozen, its reference cycles
+    would outlive the session until the next full reclaim, so a heap holding one is not frozen.
+    """
+    if custom_model.is_custom(config.name) or custom_model.current() is not None:
+        return False
+    return keep_long_lived(repr(config), *what)
