@@ -100,9 +100,9 @@ def forward_counter(monkeypatch):
     calls = {"n": 0}
     original = FeatureExtractor._run
 
-    def counting(self, batch):
+    def counting(self, batch, *args, **kwargs):  # _run also takes the engine to use
         calls["n"] += 1
-        return original(self, batch)
+        return original(self, batch, *args, **kwargs)
 
     monkeypatch.setattr(FeatureExtractor, "_run", counting)
     return calls

@@ -20,6 +20,7 @@ from PIL import Image
 
 MODULES = [
     "extractor.errors",
+    "extractor.runtime",
     "extractor.pooling",
     "extractor.images",
     "extractor.sources",

@@ -253,9 +253,14 @@ def test_the_model_pool_evicts_beyond_its_bound_and_rebuilds_with_the_same_numbe
     np.testing.assert_allclose(again.run_batch(images)["block4_pool/avg"], before, rtol=1e-6, atol=1e-6)
 
 
-def test_the_first_render_under_auto_never_waits_for_an_openvino_conversion(monkeypatch):
+def test_the_first_render_under_auto_never_waits_for_an_openvino_conversion(monkeypatch, tmp_path):
     """A conversion held at a gate: the page still renders (TensorFlow), and the sidebar says what ran."""
     pytest.importorskip("openvino")
+    # Nothing from earlier tests in this process: no extractor in the pool, no converted graph on disk.
+    monkeypatch.setattr(inference_slot, "MODELS", ModelPool(max_models=2))
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "openvino"))
+    cache._pooled_chunk.clear()
+    cache.raw_maps.clear()
     gate, started = threading.Event(), threading.Event()
     original = runtime._convert_now
 
