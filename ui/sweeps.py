@@ -60,10 +60,14 @@ def layer_costs_cached(config: BackboneConfig, layers: tuple[str, ...], _backbon
     Keyed by the configuration; measured on an 8-image random probe batch, one layer per slot
     (a chunk of the sweep's batch job, so clicks go in between and a cancelled sweep stops here).
     """
+    # Each probe is a one-layer extractor of its own: under "auto" it is timed on TensorFlow, because
+    # converting every layer cut to OpenVINO first would make the user wait seconds per layer for a
+    # timing (nothing the user sees waits on a conversion). An explicit runtime is timed on itself.
+    runtime = "tensorflow" if config.runtime == "auto" else config.runtime
     costs: dict[str, float] = {}
     for layer in layers:
         with chunk_slot():
-            costs.update(layer_costs(_backbone, [layer]))
+            costs.update(layer_costs(_backbone, [layer], runtime=runtime))
     return costs
 
 
