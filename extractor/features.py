@@ -291,12 +291,15 @@ class FeatureExtractor:
 
     def _openvino_engine(self, xml) -> OpenVINOEngine:
         try:
-            return OpenVINOEngine(xml, self.requested_precision, keys=self.keys)
+            engine = OpenVINOEngine(xml, self.requested_precision, keys=self.keys)
         except ConversionError:
             raise
         except Exception as exc:  # a compile failure is a conversion failure for the user
             reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
             raise ConversionError(f"OpenVINO could not compile {self.backbone.name!r} ({reason}).", reason) from exc
+        if engine.note:
+            self.runtime_note = engine.note
+        return engine
 
     def _check_conversion(self, xml) -> None:
         """Refuse a converted graph whose float32 outputs differ from TensorFlow's on one batch."""

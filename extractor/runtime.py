@@ -200,6 +200,7 @@ class TensorFlowEngine:
     """The reference engine: a traced TensorFlow function called directly (it never retraces)."""
 
     name = "tensorflow"
+    note = None  # TensorFlow runs the precision asked for (bfloat16 by Keras mixed precision on any CPU)
 
     def __init__(self, function: Callable, precision: str):
         self._function = function
@@ -231,6 +232,12 @@ class OpenVINOEngine:
         # Read back what the CPU plugin chose: on a CPU without bf16 support it runs f32 whatever the hint.
         actual = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = "bfloat16" if actual == ov.Type.bf16 else "float32"
+        # Said once, where the user sees the runtime: asking for bfloat16 on such a CPU changes nothing.
+        self.note = None
+        if precision == "bfloat16" and self.precision == "float32":
+            offered = ", ".join(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+            self.note = (f"bfloat16 was asked for, but this CPU has no bfloat16 instructions (OpenVINO offers "
+                         f"{offered} here), so float32 runs, with float32's numbers.")
         self._request = self._compiled.create_infer_request()
         # An output may carry several names (two keys the converter found to be one tensor, e.g. an
         # identity layer's maps): look each wanted key up among all of them.
