@@ -10,6 +10,7 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.scoring import label_problem
+from extractor.sweep import SweepReport
 from ui import charts, features, health, state, sweeps
 from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
@@ -95,7 +96,7 @@ def run(blocks, poolings, k, folds, images, backbone, table, config) -> None:
                       state="complete", expanded=False)
 
 
-def show(result: sweeps.SweepResult) -> None:
+def show(result: SweepReport) -> None:
     esc = state.escape_markdown
     table = result.table
     rec = result.recommendation

@@ -22,9 +22,9 @@ from streamlit.testing.v1 import AppTest
 from extractor import LayerInfo
 from extractor.export import CSV_MAX_CELLS, read_features
 from extractor.reduce import pca_2d
-from extractor.scoring import Recommendation, overlap_matrix, recommend
-from extractor.sweep import score_sweep
-from ui import charts, exports, features, sweeps
+from extractor.scoring import Recommendation, overlap_matrix, recommend, score_sweep
+from extractor.sweep import SweepReport
+from ui import charts, exports, features
 from ui.state import BackboneConfig
 
 CONFIG = BackboneConfig("demo-shapes", "pretrained", (64, 64))
@@ -275,7 +275,7 @@ def _sweep_table(labels=True) -> pd.DataFrame:
         "b2/max": np.hstack([X, X]),
     }
     return score_sweep(feats, y if labels else None, depths={"b1": 1, "b2": 5}, costs_ms={"b1": 0.5, "b2": 2.0},
-                          k=3, folds=3)
+                       k=3, folds=3)
 
 
 def test_score_sweep_adds_time_and_keeps_the_core_scores():
@@ -326,7 +326,8 @@ def test_size_text():
 
 def test_export_defaults_precedence():
     table = _sweep_table()
-    result = sweeps.SweepResult("sig", table, recommend(table), None, 30, 1.0, ["b1", "b2"], ["avg", "max"])
+    result = SweepReport(table, recommend(table), n_images=30, seconds=1.0, layers=["b1", "b2"], poolings=["avg", "max"],
+                         signature="sig")
     blocks, layers = ["b1", "b2"], ["b1c", "b1", "b2c", "b2"]
     assert exports.export_defaults({"layers": ["b1"], "poolings": ["max"]}, result, blocks, layers)[:2] == (["b1"], ["max"])
     assert exports.export_defaults(None, result, blocks, layers)[:2] == (["b2"], ["avg"])

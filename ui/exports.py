@@ -29,12 +29,13 @@ from extractor.export import (
     reproduce_config,
     reproduce_script,
 )
+from extractor.sweep import SweepReport
 
 from . import custom_model
 from .config import BackboneConfig, config_differences
 from .features import POOLING_CHOICES, FeatureFetch, digest_of, rows_id
 from .image_set import ImageSet
-from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
+from .sweeps import EXPORT_CHOICE_KEY, stored_result
 
 __all__ = [
     "ExportStart",
@@ -85,7 +86,7 @@ def size_text(n_bytes: float) -> str:
 
 def export_defaults(
     choice: Mapping | None,
-    result: SweepResult | None,
+    result: SweepReport | None,
     block_layers: Sequence[str],
     all_layers: Sequence[str],
 ) -> tuple[list[str], list[str], str]:
@@ -203,8 +204,8 @@ class ExportStart:
     poolings: list[str]
     source: str
     handed_over: bool  # True when the Layer-selection page just handed a choice over
-    sweep: SweepResult | None  # this session's sweep, only when it scored these very images
-    origin: SweepResult | None = None  # the sweep the starting choice came from (whatever it scored)
+    sweep: SweepReport | None  # this session's sweep, only when it scored these very images
+    origin: SweepReport | None = None  # the sweep the starting choice came from (whatever it scored)
     differences: tuple[str, ...] = ()  # how the sidebar now differs from ``origin`` (empty: it does not)
 
 
@@ -232,7 +233,7 @@ def export_start(config: BackboneConfig, images: ImageSet, block_layers: Sequenc
 _HANDED_KEY = "_export_handed_over"  # the last choice handed over by Layer selection (kept for the notice)
 
 
-def sweep_differences(result: SweepResult, config: BackboneConfig, images: ImageSet) -> list[str]:
+def sweep_differences(result: SweepReport, config: BackboneConfig, images: ImageSet) -> list[str]:
     """How the current sidebar (``config``, ``images``) differs from what ``result`` scored."""
     out = config_differences(result.config, config) if result.config is not None else []
     if result.images_id != digest_of("images", tuple(images.digests)):
