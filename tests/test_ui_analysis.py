@@ -402,3 +402,33 @@ def test_reproduce_script_of_an_uploaded_model_names_its_file(monkeypatch):
     with pytest.raises(ExportError, match="resize must be one of"):
         reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="squash",
                          precision="float32", input_size=(64, 64))
+
+
+def test_maps_export_lists_pca_and_computed_maps_and_says_what_failed():
+    """ui.exports.maps_export (moved out of the Export page): PCA of every key, t-SNE maps computed for
+    these rows only, the parameters really used, and a Failure for a key that can't be mapped."""
+
+    def script():
+        import numpy as np
+        import streamlit as st
+
+        from ui import exports, features
+
+        X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+        selected = {"b1/avg": X, "b2/avg": np.ones((12, 3), np.float32)}
+        ex = exports.ExportSet(list(selected), selected, [f"i{i}.png" for i in range(12)], None, "rows", "eid", [])
+        st.session_state[features.COMPUTED_MAPS_KEY] = {("rows", "b1/avg", "tsne", (("perplexity", 30.0),)),
+                                                        ("other rows", "b1/avg", "umap", ())}
+        maps = exports.maps_export(ex)
+        st.session_state["out"] = (sorted(maps.coords), maps.listed, [(f.name, f.kind) for f in maps.problems],
+                                   {k: v.shape for k, v in maps.coords.items()})
+
+    at = AppTest.from_function(script, default_timeout=120)
+    at.run()
+    assert not at.exception
+    columns, listed, problems, shapes = at.session_state["out"]
+    assert columns[0] == "b1/avg pca" and len(columns) == 2 and columns[1].startswith("b1/avg tsne perplexity=")
+    assert columns[1] != "b1/avg tsne perplexity=30"  # lowered for 12 images, and the file says so
+    assert listed[0] == "b1/avg: PCA" and listed[1].startswith("b1/avg: t-SNE perplexity=")
+    assert problems == [("b2/avg", "configuration")]  # all vectors identical: no map, and why
+    assert set(shapes.values()) == {(12, 2)}

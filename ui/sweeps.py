@@ -33,6 +33,8 @@ __all__ = [
     "cancel_sweep",
     "was_cancelled",
     "stored_result",
+    "matching_result",
+    "flatten_sizes",
     "scores_view",
     "use_in_export",
     "export_choice",
@@ -190,6 +192,23 @@ def scores_view(view: pd.DataFrame) -> pd.DataFrame:
 def stored_result() -> SweepReport | None:
     """This session's last sweep (whatever it was run on: compare its ``signature``)."""
     return st.session_state.get(SWEEP_RESULT_KEY)
+
+
+def matching_result(images: ImageSet, config: BackboneConfig, poolings: Sequence[str], k: int,
+                    folds: int) -> SweepReport | None:
+    """This session's last sweep if it was run on these images, labels, network and settings, else None."""
+    result = stored_result()
+    rows = rows_id(config, images.digests)
+    if result is None or result.signature != sweep_signature(rows, labels_id(images.labels), poolings, k, folds):
+        return None
+    return result
+
+
+def flatten_sizes(table: Sequence[LayerInfo], layers: Sequence[str]) -> list[tuple[str, int]]:
+    """(layer, H×W×C) of each of ``layers`` whose map size is known: how long its flatten vector is."""
+    by_name = {info.name: info for info in table}
+    return [(name, int(by_name[name].shape[0] * by_name[name].shape[1] * by_name[name].shape[2]))
+            for name in layers if by_name[name].shape[0]]
 
 
 def use_in_export(layer: str, pooling: str) -> None:
