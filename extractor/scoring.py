@@ -174,10 +174,6 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.where(norms > 0, norms, 1.0)
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    return check_int(value, name, minimum, error=ScoringError)
-
-
 # --------------------------------------------------------------------------- threads
 
 _local = threading.local()
@@ -249,8 +245,8 @@ def knn_accuracy(X, labels, *, k: int = 5, folds: int = 5, seed: int = 0) -> flo
         >>> knn_accuracy(X, list("aaaabbbb"), k=3)
         1.0
     """
-    k = _check_int(k, "k", 1)
-    folds = _check_int(folds, "folds", 2)
+    k = check_int(k, "k", 1, error=ScoringError)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
     prep = _labelled(X, labels)
     if prep is None:
         return None
@@ -312,8 +308,8 @@ def linear_probe_accuracy(X, labels, *, folds: int = 5, seed: int = 0, max_iter:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    folds = _check_int(folds, "folds", 2)
-    max_iter = _check_int(max_iter, "max_iter", 1)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
+    max_iter = check_int(max_iter, "max_iter", 1, error=ScoringError)
     prep = _labelled(X, labels)
     if prep is None:
         return None
@@ -366,7 +362,7 @@ def nearest_neighbours(X, index: int, k: int = 5) -> list[tuple[int, float]]:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
         raise ScoringError(f"Image index {index!r} is out of range for {n} images (0 to {n - 1}).")
     index = int(index) % n
-    k = min(_check_int(k, "k", 1), n - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), n - 1)
     U = _unit_rows(X)
     sims = (U @ U[index]).astype(np.float64)
     sims[index] = -np.inf
@@ -398,7 +394,7 @@ def neighbour_overlap(A, B, *, k: int = 10) -> float:
     B = _finite_matrix(B, min_rows=2)
     if A.shape[0] != B.shape[0]:
         raise ScoringError(f"Both feature sets must describe the same images; got {A.shape[0]} and {B.shape[0]} rows.")
-    k = min(_check_int(k, "k", 1), A.shape[0] - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), A.shape[0] - 1)
     return _overlap_from_indices(_top_k(A, k), _top_k(B, k))
 
 
@@ -422,7 +418,7 @@ def overlap_matrix(features: Mapping[str, np.ndarray], *, k: int = 10) -> pd.Dat
     if len(sizes) > 1:
         raise ScoringError(f"All configurations must describe the same images; got row counts {sorted(sizes)}.")
     n = sizes.pop()
-    k = min(_check_int(k, "k", 1), n - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), n - 1)
     nbrs = {key: _top_k(m, k) for key, m in mats.items()}
     out = np.eye(len(keys))
     for i, a in enumerate(keys):
@@ -540,8 +536,8 @@ def score_sweep(
     if clean is not None and all(lab is None for lab in clean):
         clean = None  # no label at all: say "the images have no labels" (and how to give them some)
     why_not = label_problem(clean)
-    k = _check_int(k, "k", 1)
-    folds = _check_int(folds, "folds", 2)
+    k = check_int(k, "k", 1, error=ScoringError)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
 
     given_depths, depths = depths, {}
     for key in keys:

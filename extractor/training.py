@@ -46,7 +46,7 @@ from extractor.demo_cnn import (
     DEMO_WEIGHTS_PATH,
     build_demo_cnn,
 )
-from extractor.errors import LayerExplorerError, TrainingDataError
+from extractor.errors import LayerExplorerError, TrainingDataError, check_int
 from extractor.reduce import TooFewImagesError
 
 # Keras/TensorFlow are imported inside the functions: `import extractor` must stay cheap.
@@ -252,10 +252,8 @@ def train_classifier(
     import keras
 
     x, y_names = _check_images(images, labels)
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise TrainingDataError(f"epochs={epochs!r}: expected a positive whole number.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise TrainingDataError(f"batch_size={batch_size!r}: expected a positive whole number.")
+    epochs = check_int(epochs, "epochs", 1, error=TrainingDataError)
+    batch_size = check_int(batch_size, "batch_size", 1, error=TrainingDataError)
     if not 0.0 <= float(validation_fraction) < 1.0:
         raise TrainingDataError(f"validation_fraction={validation_fraction!r}: expected a number in [0, 1).")
     classes = _check_counts(y_names, min_per_class=2 if validation_fraction > 0 else 1)

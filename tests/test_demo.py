@@ -141,6 +141,14 @@ def _tiny_shapes(per_class=8, size=32, seed=0):
     return np.stack(ds.images), ds.labels
 
 
+@pytest.mark.parametrize("bad", [{"epochs": True}, {"epochs": 0}, {"batch_size": 2.0}, {"batch_size": False}])
+def test_train_classifier_refuses_counts_that_are_not_whole_numbers(bad):
+    """One integer validator (extractor.errors.check_int): a bool is not a number of epochs."""
+    x, y = _tiny_shapes(per_class=2)
+    with pytest.raises(training.TrainingDataError, match="must be a whole number of at least 1"):
+        training.train_classifier(x, y, **bad)
+
+
 def test_train_classifier_runs_and_saves_a_safe_model(tmp_path):
     x, y = _tiny_shapes()
     calls = []

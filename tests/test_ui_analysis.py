@@ -398,6 +398,7 @@ def test_reproduce_script_of_an_uploaded_model_names_its_file(monkeypatch):
     cfg = json.loads(blob)
     assert cfg["backbone"] == "My_Net.keras" and cfg["weights"] is None
     assert "BACKBONE = 'My_Net.keras'" in script and "beside" in script and "../up" not in script
+    assert "BACKBONE = 'My_Net.keras'  # your model file: put My_Net.keras in this script's folder\n" in script
     ast.parse(script)
     with pytest.raises(ExportError, match="resize must be one of"):
         reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="squash",
