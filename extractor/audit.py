@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayerExplorerError
+from .sources import byte_size as _mib
 
 __all__ = [
     "ALLOW_H5_ENV",
@@ -1023,15 +1024,6 @@ def _short_error(exc: BaseException, tmp_path: str) -> str:
 
 
 # --- small helpers -----------------------------------------------------------------------------
-
-
-def _mib(n: int) -> str:
-    """A byte count for people: 512 bytes, 27.4 KiB, 300.0 MiB."""
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 2**20:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 2**20:.1f} MiB"
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -2,7 +2,11 @@
 
 Imported by the registry (:mod:`extractor.backbones`, which makes ``demo-shapes`` a backbone like
 the others) and by the training code (:mod:`extractor.training`, which trains it), so neither
-needs the other. The files live in ``extractor/assets`` and install with the package.
+needs the other. The files live in ``extractor/assets`` and install with the package:
+``demo_shapes.weights.h5`` (the trained backbone's weights, what the registry loads) and
+``demo_shapes.keras`` (the same backbone as a whole Keras model file, input ``(None, None, 3)``,
+for plain Keras: ``keras.saving.load_model(path, safe_mode=True)``), both written by
+:func:`extractor.training.train_demo`; a test checks that the two give the same outputs.
 
 Example:
     >>> DEMO_WEIGHTS_PATH.name, DEMO_WEIGHTS_PATH.is_file()
@@ -21,6 +25,7 @@ __all__ = [
     "DEMO_HEAD_WEIGHTS_PATH",
     "DEMO_INFO_PATH",
     "DEMO_INPUT_SIZE",
+    "DEMO_MODEL_PATH",
     "DEMO_WEIGHTS_PATH",
     "build_demo_cnn",
 ]
@@ -31,6 +36,8 @@ _ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_WEIGHTS_PATH = _ASSETS / "demo_shapes.weights.h5"
 DEMO_HEAD_WEIGHTS_PATH = _ASSETS / "demo_shapes_head.weights.h5"
 DEMO_INFO_PATH = _ASSETS / "demo_shapes.json"
+#: The trained backbone as one ``.keras`` file (architecture + weights), for code outside the app.
+DEMO_MODEL_PATH = _ASSETS / "demo_shapes.keras"
 
 
 def build_demo_cnn(input_shape=(64, 64, 3), *, name: str = "demo_shapes", channels: Sequence[int] = DEMO_CHANNELS,

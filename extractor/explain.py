@@ -200,7 +200,7 @@ def find_classifier(backbone: Backbone) -> Classifier | NoClassifier:
         names = {info.name: info.name for info in feature_layers(backbone.model)}
         return Classifier(model, classes, spec.preprocessing, backbone.input_size,
                           "the shipped classifier head (trained on the shapes demo set)", names)
-    if spec.family == "Custom":
+    if spec.from_model:  # the user's own model: its head (if any) is its last layer
         rank = _output_rank(backbone.model)
         if rank != 2:
             return NoClassifier(spec.name, f"{spec.name} ends in feature maps, not class scores: it has no "

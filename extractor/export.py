@@ -563,8 +563,8 @@ from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone
 # The same extraction on Ray Data (a resumable folder of Parquet shards; add --address auto on a cluster):
 # {ray_command}
 
-BACKBONE = {backbone!r}
-WEIGHTS = {weights!r}
+BACKBONE = {backbone!r}{backbone_note}
+WEIGHTS = {weights!r}{weights_note}
 INPUT_SIZE = {input_size!r}  # (height, width)
 LAYERS = {layers!r}
 POOLINGS = {poolings!r}
@@ -666,7 +666,16 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
     config_json = "\n".join("    " + line for line in json.dumps(shown, indent=2).splitlines())
     # The docstring is a plain (non-raw) triple-quoted string: keep JSON escapes and quotes inert.
     config_json = config_json.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    def beside(value, what: str) -> str:
+        if not (isinstance(value, str) and value.lower().endswith((".keras", ".h5"))):
+            return ""
+        # Only a plain file name goes into the comment; anything else could end the comment line.
+        named = value if re.fullmatch(r"[\w.-]{1,200}", value) else "that file"
+        return f"  # {what}: put {named} in this script's folder"
+
     return _SCRIPT.format(
+        backbone_note=beside(cfg["backbone"], "your model file"),
+        weights_note=beside(cfg["weights"], "your weights file"),
         script_name=script_name if re.fullmatch(r"[\w.-]{1,100}", str(script_name)) else "extract_features.py",
         config_json=config_json,
         backbone=cfg["backbone"],

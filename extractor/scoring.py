@@ -53,12 +53,12 @@ __all__ = [
     "overlap_matrix",
     "effective_rank",
     "ConfigScore",
-    "score_configs",
+    "score_sweep",
     "Recommendation",
     "recommend",
 ]
 
-#: Columns of :func:`score_configs`' table, in order. Numeric scores are NaN where not computed.
+#: Columns of :func:`score_sweep`'s table, in order. Numeric scores are NaN where not computed.
 SCORE_COLUMNS = (
     "layer",
     "pooling",
@@ -68,6 +68,7 @@ SCORE_COLUMNS = (
     "silhouette",
     "effective_rank",
     "seconds",
+    "ms_per_image",
     "depth",
     "problem",
 )
@@ -173,10 +174,6 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.where(norms > 0, norms, 1.0)
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    return check_int(value, name, minimum, error=ScoringError)
-
-
 # --------------------------------------------------------------------------- threads
 
 _local = threading.local()
@@ -190,7 +187,7 @@ def _single_threaded(func):
     measured 10-100x slower than one thread (silhouette 0.011 s vs 0.2-0.5 s, a linear probe
     0.2 s vs up to 1.9 s, on 600 x 2048). Large products lose at most 2x. threadpoolctl's
     limit is process-wide, so another thread's BLAS runs single-threaded meanwhile; that is
-    harmless here. Nested calls (score_configs -> knn_accuracy) set the limit only once,
+    harmless here. Nested calls (score_sweep -> knn_accuracy) set the limit only once,
     because setting it costs ~20 ms.
     """
 
@@ -248,8 +245,8 @@ def knn_accuracy(X, labels, *, k: int = 5, folds: int = 5, seed: int = 0) -> flo
         >>> knn_accuracy(X, list("aaaabbbb"), k=3)
         1.0
     """
-    k = _check_int(k, "k", 1)
-    folds = _check_int(folds, "folds", 2)
+    k = check_int(k, "k", 1, error=ScoringError)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
     prep = _labelled(X, labels)
     if prep is None:
         return None
@@ -311,8 +308,8 @@ def linear_probe_accuracy(X, labels, *, folds: int = 5, seed: int = 0, max_iter:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    folds = _check_int(folds, "folds", 2)
-    max_iter = _check_int(max_iter, "max_iter", 1)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
+    max_iter = check_int(max_iter, "max_iter", 1, error=ScoringError)
     prep = _labelled(X, labels)
     if prep is None:
         return None
@@ -365,7 +362,7 @@ def nearest_neighbours(X, index: int, k: int = 5) -> list[tuple[int, float]]:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
         raise ScoringError(f"Image index {index!r} is out of range for {n} images (0 to {n - 1}).")
     index = int(index) % n
-    k = min(_check_int(k, "k", 1), n - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), n - 1)
     U = _unit_rows(X)
     sims = (U @ U[index]).astype(np.float64)
     sims[index] = -np.inf
@@ -397,7 +394,7 @@ def neighbour_overlap(A, B, *, k: int = 10) -> float:
     B = _finite_matrix(B, min_rows=2)
     if A.shape[0] != B.shape[0]:
         raise ScoringError(f"Both feature sets must describe the same images; got {A.shape[0]} and {B.shape[0]} rows.")
-    k = min(_check_int(k, "k", 1), A.shape[0] - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), A.shape[0] - 1)
     return _overlap_from_indices(_top_k(A, k), _top_k(B, k))
 
 
@@ -421,7 +418,7 @@ def overlap_matrix(features: Mapping[str, np.ndarray], *, k: int = 10) -> pd.Dat
     if len(sizes) > 1:
         raise ScoringError(f"All configurations must describe the same images; got row counts {sorted(sizes)}.")
     n = sizes.pop()
-    k = min(_check_int(k, "k", 1), n - 1)
+    k = min(check_int(k, "k", 1, error=ScoringError), n - 1)
     nbrs = {key: _top_k(m, k) for key, m in mats.items()}
     out = np.eye(len(keys))
     for i, a in enumerate(keys):
@@ -466,8 +463,9 @@ class ConfigScore:
 
     ``knn``, ``linear`` and ``silhouette`` are the supervised scores (fractions in [0, 1],
     silhouette in [-1, 1]); ``effective_rank`` is unsupervised; ``seconds`` is the
-    extraction time passed in; ``depth`` orders layers input → output; ``problem`` says why
-    this configuration could not be scored (e.g. NaN features).
+    extraction time per image passed in (the row also gives it as ``ms_per_image``); ``depth``
+    orders layers input → output; ``problem`` says why this configuration could not be scored
+    (e.g. NaN features).
     """
 
     layer: str
@@ -486,16 +484,17 @@ class ConfigScore:
         d = asdict(self)
         d["knn_acc"] = d.pop("knn")
         d["linear_acc"] = d.pop("linear")
+        d["ms_per_image"] = None if self.seconds is None else self.seconds * 1000.0
         return {c: d[c] for c in SCORE_COLUMNS}
 
 
 @_single_threaded
-def score_configs(
+def score_sweep(
     features: Mapping[str, np.ndarray],
-    labels: Sequence[str] | None,
+    labels: Sequence[str | None] | None,
     *,
-    layer_depth: Mapping[str, int] | None = None,
-    seconds: Mapping[str, float] | None = None,
+    depths: Mapping[str, int] | None = None,
+    costs_ms: Mapping[str, float] | None = None,
     k: int = 5,
     folds: int = 5,
     seed: int = 0,
@@ -503,11 +502,15 @@ def score_configs(
 ) -> pd.DataFrame:
     """Score every ``"<layer>/<pooling>"`` configuration; one row each, columns :data:`SCORE_COLUMNS`.
 
-    * ``knn_acc``, ``linear_acc``, ``silhouette``: supervised, NaN when ``labels`` is None or
-      can't support them (``table.attrs["label_problem"]`` says why).
+    The one scoring step of a sweep (the command line's and the Layer-selection page's).
+
+    * ``knn_acc``, ``linear_acc``, ``silhouette``: supervised, NaN when ``labels`` is None, holds
+      no label at all, or can't support them (``table.attrs["label_problem"]`` says why).
     * ``effective_rank``: always computed (see :func:`effective_rank`).
-    * ``seconds``: looked up in ``seconds`` by key, then by layer name; NaN if absent.
-    * ``depth``: ``layer_depth[layer]``, else the order in which layers first appear in ``features``.
+    * ``ms_per_image`` (and ``seconds``, the same time in seconds): looked up in ``costs_ms``
+      (milliseconds per image, e.g. :func:`extractor.sweep.layer_costs`) by key, then by layer
+      name; NaN if absent.
+    * ``depth``: ``depths[layer]``, else the order in which layers first appear in ``features``.
     * ``problem``: why a configuration got no scores (NaN features, all vectors identical), else None.
       One bad configuration never stops the sweep.
 
@@ -517,9 +520,9 @@ def score_configs(
     Example:
         >>> rng = np.random.default_rng(0)
         >>> feats = {"b1/avg": rng.normal(size=(30, 8)), "b2/max": rng.normal(size=(30, 16))}
-        >>> t = score_configs(feats, ["a", "b", "c"] * 10)
-        >>> list(t["dim"]), t.attrs["n_classes"]
-        ([8, 16], 3)
+        >>> t = score_sweep(feats, ["a", "b", "c"] * 10, costs_ms={"b1": 0.5})
+        >>> list(t["dim"]), t.attrs["n_classes"], t["ms_per_image"].tolist()
+        ([8, 16], 3, [0.5, nan])
     """
     keys = list(features)
     if not keys:
@@ -530,26 +533,26 @@ def score_configs(
         raise ScoringError(f"All configurations must describe the same images; got row counts {sorted(sizes)}.")
     n = sizes.pop()
     clean = _clean_labels(labels, n)
+    if clean is not None and all(lab is None for lab in clean):
+        clean = None  # no label at all: say "the images have no labels" (and how to give them some)
     why_not = label_problem(clean)
-    k = _check_int(k, "k", 1)
-    folds = _check_int(folds, "folds", 2)
+    k = check_int(k, "k", 1, error=ScoringError)
+    folds = check_int(folds, "folds", 2, error=ScoringError)
 
-    depths: dict[str, int] = {}
+    given_depths, depths = depths, {}
     for key in keys:
         depths.setdefault(split_key(key)[0], len(depths))
-    if layer_depth:
-        depths.update({str(name): int(d) for name, d in layer_depth.items()})
+    if given_depths:
+        depths.update({str(name): int(d) for name, d in given_depths.items()})
 
     rows = []
     for done, key in enumerate(keys, start=1):
         layer, pooling = split_key(key)
         shape = shapes[key]
         dim = int(np.prod(shape[1:])) if len(shape) > 1 else 0
-        secs = None
-        if seconds:
-            secs = seconds.get(key, seconds.get(layer))
+        ms = (costs_ms or {}).get(key, (costs_ms or {}).get(layer))
         row = ConfigScore(layer=layer, pooling=pooling, dim=dim, knn=None, linear=None, silhouette=None,
-                          seconds=None if secs is None else float(secs), depth=depths.get(layer, len(depths)))
+                          seconds=None if ms is None else float(ms) / 1000.0, depth=depths.get(layer, len(depths)))
         try:
             X = check_features(features[key], min_images=2, purpose="Scores")
             row.effective_rank = effective_rank(X)
@@ -564,7 +567,7 @@ def score_configs(
             progress(done, len(keys), key)
 
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
-    for col in ("knn_acc", "linear_acc", "silhouette", "effective_rank", "seconds"):
+    for col in ("knn_acc", "linear_acc", "silhouette", "effective_rank", "seconds", "ms_per_image"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     table["dim"] = table["dim"].astype(int)
     table["depth"] = table["depth"].astype(int)

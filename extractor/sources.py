@@ -49,6 +49,7 @@ __all__ = [
     "gather_paths",
     "ImageFile",
     "list_image_files",
+    "byte_size",
 ]
 
 # A member that inflates to less than this is never a zip bomb, however well it compresses:
@@ -129,8 +130,17 @@ class UploadLimits:
     max_zip_ratio: float = 100.0  # per member, inflated / compressed, above RATIO_CHECK_MIN_BYTES
 
 
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.1f} GiB"
+def byte_size(n: float) -> str:
+    """A byte count for people, in binary units: the one formatter of sizes in limits and refusals.
+
+    Example:
+        >>> byte_size(512), byte_size(28_058), byte_size(20 * 2**20), byte_size(2.5 * 2**30)
+        ('512 bytes', '27.4 KiB', '20 MiB', '2.5 GiB')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f}".removesuffix(".0") + f" {unit}"
+    return f"{int(n)} bytes"
 
 
 def _extension(display_name: str) -> str:
@@ -172,7 +182,7 @@ class _Collector:
     def add(self, name: str, data: bytes, label: str | None) -> bool:
         """Apply the per-file rules; True when the file became a source."""
         if len(data) > self.limits.max_file_bytes:
-            self.problem(name, f"{_mib(len(data))} is over the {_mib(self.limits.max_file_bytes)} per-file limit; "
+            self.problem(name, f"{byte_size(len(data))} is over the {byte_size(self.limits.max_file_bytes)} per-file limit; "
                                "downscale or recompress it.")
             return False
         digest = content_hash(data)
@@ -184,8 +194,8 @@ class _Collector:
             self.dropped_for_count += 1
             return False
         if self.total_bytes + len(data) > self.limits.max_total_bytes:
-            self.problem(name, f"skipped: the batch already holds {_mib(self.total_bytes)} and the limit is "
-                               f"{_mib(self.limits.max_total_bytes)} in all. Upload fewer or smaller files.")
+            self.problem(name, f"skipped: the batch already holds {byte_size(self.total_bytes)} and the limit is "
+                               f"{byte_size(self.limits.max_total_bytes)} in all. Upload fewer or smaller files.")
             return False
         self.seen.setdefault(digest, name)
         self.total_bytes += len(data)
@@ -226,7 +236,7 @@ def gather_uploads(files: Iterable[tuple[str, bytes]], limits: UploadLimits = Up
         ext = _extension(name)
         if ext == ".zip":
             if len(data) > limits.max_total_bytes:
-                col.problem(name, f"{_mib(len(data))} is over the {_mib(limits.max_total_bytes)} limit for an "
+                col.problem(name, f"{byte_size(len(data))} is over the {byte_size(limits.max_total_bytes)} limit for an "
                                   "archive; split it into smaller zips.")
                 continue
             _read_zip_into(col, bytes(data), name)
@@ -323,7 +333,7 @@ def _read_zip_into(col: _Collector, data: bytes, zip_name: str) -> None:
                 col.dropped_for_count += 1
                 continue
             if info.file_size > limits.max_file_bytes:
-                col.problem(where, f"{_mib(info.file_size)} is over the {_mib(limits.max_file_bytes)} per-file limit; "
+                col.problem(where, f"{byte_size(info.file_size)} is over the {byte_size(limits.max_file_bytes)} per-file limit; "
                                    "downscale or recompress it.")
                 continue
             ratio_cap = max(RATIO_CHECK_MIN_BYTES, limits.max_zip_ratio * max(info.compress_size, 1))
@@ -366,7 +376,7 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> tuple
                 size += len(chunk)
                 chunks.append(chunk)
                 if size > cap:
-                    return None, (f"inflates to more than {_mib(cap)} (its header declared {_mib(info.file_size)}); "
+                    return None, (f"inflates to more than {byte_size(cap)} (its header declared {byte_size(info.file_size)}); "
                                   "skipped as a possible zip bomb."), size
     except NotImplementedError:
         return None, ("uses a compression method Python cannot read; re-create the zip with standard "
@@ -381,7 +391,7 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> tuple
 
 def _stop_reading(col: _Collector, zip_name: str, rest: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
     left = sum(1 for i in rest if not i.is_dir())
-    col.problem(zip_name, f"reading stopped after {_mib(limits.max_zip_uncompressed_bytes)} of inflated data; "
+    col.problem(zip_name, f"reading stopped after {byte_size(limits.max_zip_uncompressed_bytes)} of inflated data; "
                           f"{left} entr{'ies' if left != 1 else 'y'} not read. Split it into smaller archives.")
 
 
@@ -454,7 +464,7 @@ def gather_paths(paths: Sequence[str | os.PathLike], *, max_file_bytes: int = 25
         try:
             size = path.stat().st_size
             if size > max_file_bytes:
-                batch.problems.append(Failure(name, f"{_mib(size)} is over the {_mib(max_file_bytes)} "
+                batch.problems.append(Failure(name, f"{byte_size(size)} is over the {byte_size(max_file_bytes)} "
                                                     "per-file limit; downscale it.", "file"))
                 continue
             data = path.read_bytes()

@@ -14,26 +14,39 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .backbones import Backbone
+from .feature_health import FeatureHealth
 from .features import ExtractionResult, Failure, FeatureExtractor
 from .layers import feature_layers, representative_layers
 from .pooling import check_poolings
-from .scoring import Recommendation, recommend, score_configs
+from .scoring import Recommendation, recommend, score_sweep
 
-__all__ = ["SweepReport", "run_sweep", "layer_costs", "score_sweep", "sweep_layers"]
+__all__ = ["SweepReport", "run_sweep", "layer_costs", "sweep_layers"]
 
 _PROBE_IMAGES = 8
 
 
 @dataclass
 class SweepReport:
-    """The scored table (one row per layer × pooling), the recommendation, and what was skipped."""
+    """One sweep: the scored table (one row per layer × pooling), the recommendation, and what was left out.
+
+    The command line's :func:`run_sweep` and the Layer-selection page (:func:`ui.sweeps.run_sweep`)
+    both return one. ``failures`` are images left out, ``skipped`` configurations that could not be
+    extracted (key → why), ``health`` the :class:`~extractor.feature_health.FeatureHealth` of each
+    configuration where the caller checked it. The last fields say what the sweep ran on, for a
+    caller that keeps results and must tell later whether one still applies (plain values;
+    ``config`` is the caller's configuration value, None from the command line).
+
+    Build one from a scored table with :meth:`from_table`: the recommendation and the label
+    problem then always come from that table.
+    """
 
     table: pd.DataFrame
     recommendation: Recommendation | None
@@ -41,6 +54,21 @@ class SweepReport:
     n_images: int = 0
     seconds: float = 0.0
     label_problem: str | None = None
+    layers: list[str] = field(default_factory=list)
+    poolings: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    health: list[FeatureHealth] = field(default_factory=list)
+    signature: str = ""  # what the result depends on (ui.sweeps.sweep_signature)
+    rows: str = ""  # identity of the scored rows (ui.features.rows_id)
+    images_text: str = ""  # the scored images, as a person reads it
+    images_id: str = ""  # digest of those images' contents, in order
+    config: Any = None  # the caller's configuration value (the app's BackboneConfig)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, **fields) -> SweepReport:
+        """The report of a :func:`~extractor.scoring.score_sweep` table (recommendation and label problem from it)."""
+        return cls(table=table, recommendation=recommend(table), label_problem=table.attrs.get("label_problem"),
+                   **fields)
 
     def table_text(self) -> str:
         cols = [c for c in ("layer", "pooling", "dim", "knn_acc", "linear_acc", "silhouette", "ms_per_image")
@@ -83,32 +111,6 @@ def layer_costs(backbone: Backbone, layers: Sequence[str], images: np.ndarray | 
     return costs
 
 
-def score_sweep(
-    features: Mapping[str, np.ndarray],
-    labels: Sequence[str | None] | None,
-    *,
-    depths: Mapping[str, int],
-    costs_ms: Mapping[str, float] | None = None,
-    k: int = 5,
-    folds: int = 5,
-    seed: int = 0,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> pd.DataFrame:
-    """:func:`extractor.scoring.score_configs` plus an ``ms_per_image`` column (time per layer).
-
-    ``labels`` may be None, or hold None for unlabelled images; ``costs_ms`` is
-    :func:`layer_costs`'s result, keyed by layer.
-    """
-    usable = None
-    if labels is not None and any(label is not None for label in labels):
-        usable = [None if label is None else str(label) for label in labels]
-    seconds = {layer: ms / 1000.0 for layer, ms in (costs_ms or {}).items()}
-    table = score_configs(features, usable, layer_depth=dict(depths), seconds=seconds or None, k=int(k),
-                          folds=int(folds), seed=seed, progress=progress)
-    table["ms_per_image"] = table["seconds"] * 1000.0
-    return table
-
-
 def run_sweep(
     backbone: Backbone,
     inputs,
@@ -117,42 +119,33 @@ def run_sweep(
     poolings: Sequence[str] | str = ("avg", "max", "gem", "avgmax"),
     batch_size: int = 32,
     resize: str = "stretch",
-    precision: str = "float32",
     runtime: str = "auto",
-    labels: Sequence[str | None] | None = None,
-    k: int = 5,
-    folds: int = 5,
-    seed: int = 0,
-    measure_cost: bool = True,
     progress: Callable[[int, int | None], None] | None = None,
     extraction: ExtractionResult | None = None,
 ) -> SweepReport:
-    """Extract every layer × pooling in one pass, score each, and recommend.
+    """Extract every layer × pooling in one pass, time each layer, score each configuration, and recommend.
 
-    ``labels`` overrides the labels carried by the inputs (folder names, demo classes).
-    A precomputed ``extraction`` (from the same layers and poolings) skips the forward pass.
+    Labels are the ones the inputs carry (folder names, demo classes). A precomputed
+    ``extraction`` (from the same layers and poolings) skips the forward pass.
     """
     start = time.perf_counter()
     layers = list(layers) if layers else sweep_layers(backbone)
     poolings = check_poolings(poolings)
     if extraction is None:
-        fx = FeatureExtractor(backbone, layers, poolings, resize=resize, precision=precision, runtime=runtime)
+        fx = FeatureExtractor(backbone, layers, poolings, resize=resize, runtime=runtime)
         extraction = fx.extract(inputs, batch_size=batch_size, progress=progress)
     depth = {info.name: info.depth for info in feature_layers(backbone.model)}
     table = score_sweep(
         extraction.features,
-        list(labels) if labels is not None else extraction.labels,
+        extraction.labels,
         depths={name: depth[name] for name in layers},
-        costs_ms=layer_costs(backbone, layers, seed=seed, runtime=runtime) if measure_cost else None,
-        k=k,
-        folds=folds,
-        seed=seed,
+        costs_ms=layer_costs(backbone, layers, runtime=runtime),
     )
-    return SweepReport(
-        table=table,
-        recommendation=recommend(table),
+    return SweepReport.from_table(
+        table,
         failures=list(extraction.failures),
         n_images=len(extraction.names),
         seconds=time.perf_counter() - start,
-        label_problem=table.attrs.get("label_problem"),
+        layers=layers,
+        poolings=list(poolings),
     )

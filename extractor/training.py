@@ -8,6 +8,9 @@ What ships (in ``extractor/assets/``, recreated by :func:`train_demo`):
   ``block4_pool``), kept in its own tiny file so the backbone file stays a plain backbone;
   :func:`load_demo_classifier` puts the two together (used to check the claimed accuracy).
 - ``demo_shapes.json``: classes, input size, seed, accuracy, per-block k-NN scores, train time.
+- ``demo_shapes.keras``: the same backbone (input ``(None, None, 3)``) as a whole Keras model file,
+  so plain Keras code can load it (``keras.saving.load_model(path, safe_mode=True)``) without
+  this package's code; the Feature-maps page's snippet does.
 
 The network takes raw 0..255 RGB (a ``Rescaling(1/255)`` layer named ``rescale`` sits right after
 the input, so its preprocessing mode is ``"none"``) and is fully convolutional.
@@ -39,10 +42,11 @@ from extractor.demo_cnn import (
     DEMO_HEAD_WEIGHTS_PATH,
     DEMO_INFO_PATH,
     DEMO_INPUT_SIZE,
+    DEMO_MODEL_PATH,
     DEMO_WEIGHTS_PATH,
     build_demo_cnn,
 )
-from extractor.errors import LayerExplorerError, TrainingDataError
+from extractor.errors import LayerExplorerError, TrainingDataError, check_int
 from extractor.reduce import TooFewImagesError
 
 # Keras/TensorFlow are imported inside the functions: `import extractor` must stay cheap.
@@ -52,6 +56,7 @@ __all__ = [
     "DEMO_HEAD_WEIGHTS_PATH",
     "DEMO_INFO_PATH",
     "DEMO_INPUT_SIZE",
+    "DEMO_MODEL_PATH",
     "DEMO_WEIGHTS_PATH",
     "DemoWeightsMissingError",
     "TooFewClassesError",
@@ -65,6 +70,7 @@ __all__ = [
     "load_demo_backbone",
     "load_demo_classifier",
     "load_demo_info",
+    "save_demo_model",
     "train_classifier",
     "train_demo",
     "train_from_folder",
@@ -246,10 +252,8 @@ def train_classifier(
     import keras
 
     x, y_names = _check_images(images, labels)
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise TrainingDataError(f"epochs={epochs!r}: expected a positive whole number.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise TrainingDataError(f"batch_size={batch_size!r}: expected a positive whole number.")
+    epochs = check_int(epochs, "epochs", 1, error=TrainingDataError)
+    batch_size = check_int(batch_size, "batch_size", 1, error=TrainingDataError)
     if not 0.0 <= float(validation_fraction) < 1.0:
         raise TrainingDataError(f"validation_fraction={validation_fraction!r}: expected a number in [0, 1).")
     classes = _check_counts(y_names, min_per_class=2 if validation_fraction > 0 else 1)
@@ -317,6 +321,26 @@ def _sibling_paths(weights_path: Path) -> tuple[Path, Path]:
     return weights_path.with_name(f"{stem}_head.weights.h5"), weights_path.with_name(f"{stem}.json")
 
 
+def _model_file_path(weights_path: Path) -> Path:
+    """The whole-model ``<stem>.keras`` file next to a ``<stem>.weights.h5`` backbone file."""
+    return weights_path.with_name(weights_path.name.removesuffix(".weights.h5") + ".keras")
+
+
+def save_demo_model(weights_path: str | Path = DEMO_WEIGHTS_PATH) -> Path:
+    """Write the backbone of ``weights_path`` as a whole ``.keras`` model file beside it; returns its path.
+
+    The model takes ``(None, None, 3)``: it is fully convolutional, so one file serves every input size.
+
+    Example:
+        >>> save_demo_model(tmp_path / "demo.weights.h5").name  # doctest: +SKIP
+        'demo.keras'
+    """
+    path = Path(weights_path)
+    out = _model_file_path(path)
+    load_demo_backbone((None, None, 3), path).save(out)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the shipped demo
 
@@ -333,13 +357,14 @@ def train_demo(
     """Generate ``shapes``, train, and write the backbone weights, head weights and info JSON.
 
     Writes ``out_weights`` (``backbone.save_weights``, must end with ``.weights.h5``), the head
-    next to it as ``<stem>_head.weights.h5`` and ``<stem>.json`` with the measured numbers:
-    held-out accuracy, accuracy and per-block k-NN on fresh shapes (another seed), train time.
+    next to it as ``<stem>_head.weights.h5``, the backbone as a whole model ``<stem>.keras``
+    (:func:`save_demo_model`) and ``<stem>.json`` with the measured numbers: held-out accuracy,
+    accuracy and per-block k-NN on fresh shapes (another seed), train time.
 
     Example:
         >>> r = train_demo(tmp_path / "demo.weights.h5", per_class=20, epochs=1)
         >>> sorted(p.name for p in tmp_path.iterdir())
-        ['demo.json', 'demo.weights.h5', 'demo_head.weights.h5']
+        ['demo.json', 'demo.keras', 'demo.weights.h5', 'demo_head.weights.h5']
     """
     import keras
 
@@ -366,6 +391,7 @@ def train_demo(
     out.parent.mkdir(parents=True, exist_ok=True)
     result.backbone.save_weights(out)
     _head_model(result.model).save_weights(head_path)
+    save_demo_model(out)
     import tensorflow as tf
 
     info = {

@@ -93,41 +93,25 @@ def feature_files(eid, selected, names, labels) -> None:
     st.caption("Rows follow the image order in the sidebar; 'paths' are the file names (for uploads) or demo names.")
 
 
-def map_files(rid, keys, selected, names, labels) -> None:
+def map_files(ex) -> None:
     st.subheader("2-D maps")
-    coords, listed, problems = {}, [], []
-    computed = st.session_state.get(features.COMPUTED_MAPS_KEY, set())
-    for key in keys:
-        runs = [("pca", ())] + sorted({(m, p) for (r, k, m, p) in computed if r == rid and k == key})
-        for method, params in runs:
-            try:
-                emb = features.embedding(rid, key, method, params, selected[key])
-            except LayerExplorerError as exc:
-                problems.append(f"{key}: {state.user_message(exc)}")
-                break
-            # The parameters really used (t-SNE lowers a perplexity too high for the images), not those asked for.
-            tag = "".join(f" {name}={value:.3g}" if isinstance(value, (int, float)) else f" {name}={value}"
-                          for name, value in (emb.params or params))
-            coords[f"{key} {method}{tag}"] = emb.coords
-            listed.append(f"{key}: {features.METHOD_NAMES.get(method, method)}{tag}")
-    if coords:
-        eid = features.digest_of("coords", exports.export_id(rid, keys, names, labels), tuple(sorted(coords)))
-        download("2-D coordinates (.csv)", exports.coords_csv_bytes(eid, coords, names, labels), "coords", "text/csv",
-                 "paths, labels, then an x and a y column per map.", "ex_dl_coords")
-        st.caption("Included: " + "; ".join(state.escape_markdown(line) for line in listed) + ". t-SNE and UMAP maps "
-                   "appear here once computed on the Embeddings page for these images.")
-    if problems:
-        st.info("No map for:\n\n" + state.bullet_list(problems), icon=":material/scatter_plot:")
+    maps = exports.maps_export(ex)
+    if maps.coords:
+        download("2-D coordinates (.csv)", exports.coords_csv_bytes(maps.eid, maps.coords, ex.names, ex.labels),
+                 "coords", "text/csv", "paths, labels, then an x and a y column per map.", "ex_dl_coords")
+        st.caption("Included: " + "; ".join(state.escape_markdown(line) for line in maps.listed) + ". t-SNE and UMAP "
+                   "maps appear here once computed on the Embeddings page for these images.")
+    if maps.problems:
+        st.info("No map for:\n\n" + state.bullet_list(f.message for f in maps.problems), icon=":material/scatter_plot:")
 
 
-def projector(rid, keys, selected, names, labels, thumbs) -> None:
+def projector(ex) -> None:
     st.subheader("TensorFlow Embedding Projector")
-    key = keys[0]
-    if len(keys) > 1:
-        key = state.persistent(st.selectbox, "Vectors to explore", keys, key="ex_projector", default=keys[0])
-    eid = features.digest_of("projector", exports.export_id(rid, [key], names, labels))
+    key = ex.keys[0]
+    if len(ex.keys) > 1:
+        key = state.persistent(st.selectbox, "Vectors to explore", ex.keys, key="ex_projector", default=ex.keys[0])
     try:
-        blob = exports.projector_bytes(eid, selected[key], names, labels, thumbs)
+        blob = exports.projector_file(ex, key)
     except LayerExplorerError as exc:
         st.info(state.user_message(exc), icon=":material/info:")
         return
@@ -186,6 +170,6 @@ with state.page_guard("preparing the downloads"):
     if caveat:
         st.warning(caveat, icon=":material/casino:")
     feature_files(ex.eid, ex.selected, ex.names, ex.labels)
-    map_files(ex.rows, ex.keys, ex.selected, ex.names, ex.labels)
-    projector(ex.rows, ex.keys, ex.selected, ex.names, ex.labels, ex.thumbnails)
+    map_files(ex)
+    projector(ex)
     reproduce(config, layers, poolings, ex.names, backbone.weights)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from extractor import representative_layers
 from extractor.scoring import label_problem
+from extractor.sweep import SweepReport
 from ui import charts, features, health, state, sweeps
 from ui.config import weights_caveat
 from ui.sidebar import ensure_shell
@@ -46,9 +47,7 @@ def settings(blocks, table):
         format_func=lambda p: features.POOLING_LABELS.get(p, p))
     poolings = [p for p in features.POOLING_CHOICES if p in poolings]
     if "flatten" in poolings:
-        by_name = {info.name: info for info in table}
-        sizes = ", ".join(f"{state.escape_markdown(name)}: {by_name[name].shape[0] * by_name[name].shape[1] * by_name[name].shape[2]:,}"
-                          for name in blocks[:3] if by_name[name].shape[0])
+        sizes = ", ".join(f"{state.escape_markdown(name)}: {size:,}" for name, size in sweeps.flatten_sizes(table, blocks[:3]))
         st.caption(f"flatten keeps every value of the map (H×W×C per image — {sizes}, …): big vectors, slow "
                    "to score, and sensitive to where things sit in the image. Refused when it would not fit in memory.")
     with st.expander("Scoring settings"):
@@ -95,7 +94,7 @@ def run(blocks, poolings, k, folds, images, backbone, table, config) -> None:
                       state="complete", expanded=False)
 
 
-def show(result: sweeps.SweepResult) -> None:
+def show(result: SweepReport) -> None:
     esc = state.escape_markdown
     table = result.table
     rec = result.recommendation
@@ -178,21 +177,18 @@ with state.page_guard("running the layer sweep"):
     if not poolings:
         st.info("Choose at least one pooling.", icon=":material/touch_app:")
         st.stop()
-    rows = features.rows_id(config, images.digests)
-    signature = sweeps.sweep_signature(rows, features.labels_id(images.labels), poolings, k, folds)
     clicked = st.button(f"Run sweep ({len(blocks)} layers × {len(poolings)} poolings)", key="ls_run", type="primary",
                         icon=":material/play_arrow:")
     if sweeps.was_cancelled():
         st.warning(SWEEP_CANCELLED, icon=":material/stop_circle:")
     if clicked:
         run(blocks, poolings, k, folds, images, backbone, table, config)
-    result = sweeps.stored_result()
-    shown = result is not None and result.signature == signature
-    if problem is not None and not shown:  # with a result, show() says it (one box, not two)
+    result = sweeps.matching_result(images, config, poolings, k, folds)
+    if problem is not None and result is None:  # with a result, show() says it (one box, not two)
         no_scores_box(problem)
-    if shown:
+    if result is not None:
         show(result)
-    elif result is not None:
+    elif sweeps.stored_result() is not None:
         st.info("The last sweep was run on other images or settings; press **Run sweep** for these.",
                 icon=":material/refresh:")
     else:

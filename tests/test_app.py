@@ -53,7 +53,9 @@ def test_default_opens_on_feature_maps_with_something_to_see():
     assert "block4\\_pool" in captions  # hierarchy strip, names escaped for Markdown
     code = at.code[0].value
     compile(code, "<snippet>", "exec")
-    assert "load_demo_backbone" in code and ".mean(axis=(1, 2))" in code
+    # plain Keras (issue 9): the shipped model file, loaded in safe mode, not extractor.training
+    assert "demo_shapes.keras" in code and "safe_mode=True" in code and ".mean(axis=(1, 2))" in code
+    assert "from extractor" not in code
     # no local weights file unless the server allows it
     assert at.radio(key="sb_weights").options == ["Pretrained", "Random (untrained)"]
 

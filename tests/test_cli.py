@@ -157,3 +157,20 @@ def test_inspect_model_exit_codes(capsys, tmp_path):
     assert code == 3 and json.loads(out)["accepted"] is False
     code, _, err = run(capsys, "inspect-model", str(tmp_path / "missing.keras"))
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_scores_every_layer_and_pooling(capsys, image_folder, tmp_path):
+    """The local sweep: one table row per layer × pooling (times included), the skipped file, a recommendation."""
+    import pandas as pd
+
+    report = tmp_path / "report.csv"
+    code, out, err = run(capsys, "sweep", *FAST, str(image_folder), "--layers", "block1_pool,block2_pool",
+                         "--poolings", "avg,max", "--out", str(report))
+    assert code == 0, err
+    assert "skipped " in err and "broken.jpg" in err
+    assert "Recommendation:" in out  # two labelled classes of three images
+    table = pd.read_csv(report)
+    assert sorted(zip(table["layer"], table["pooling"], strict=True)) == [
+        ("block1_pool", "avg"), ("block1_pool", "max"), ("block2_pool", "avg"), ("block2_pool", "max")]
+    assert (table["ms_per_image"] > 0).all()
+    assert table.loc[table["layer"] == "block1_pool", "depth"].iloc[0] < table.loc[table["layer"] == "block2_pool", "depth"].iloc[0]

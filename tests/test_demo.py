@@ -116,9 +116,37 @@ def test_demo_cnn_is_legible_small_and_fully_convolutional():
     assert tuple(out.shape) == (2, 2, 3, 128)
 
 
+def test_shipped_keras_file_is_the_shipped_weights():
+    """demo_shapes.keras (for plain Keras code) and demo_shapes.weights.h5 (the registry's) can't drift apart."""
+    import tomllib
+    from pathlib import Path
+
+    from extractor.demo_cnn import DEMO_MODEL_PATH
+
+    assert DEMO_MODEL_PATH.is_file() and DEMO_MODEL_PATH.stat().st_size <= 2 * 2**20
+    shipped = keras.saving.load_model(DEMO_MODEL_PATH, safe_mode=True, compile=False)
+    built = training.load_demo_backbone((None, None, 3))
+    assert [layer.name for layer in shipped.layers] == [layer.name for layer in built.layers]
+    for size in (64, 40):
+        x = np.stack(demo.make_shapes(per_class=1, size=size, seed=5).images).astype(np.float32)
+        np.testing.assert_array_equal(shipped.predict(x, verbose=0), built.predict(x, verbose=0))
+    # and it installs with the package
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["extractor"]
+    assert any(DEMO_MODEL_PATH.relative_to(DEMO_MODEL_PATH.parents[1]).match(p) for p in patterns)
+
+
 def _tiny_shapes(per_class=8, size=32, seed=0):
     ds = demo.make_shapes(per_class=per_class, size=size, seed=seed)
     return np.stack(ds.images), ds.labels
+
+
+@pytest.mark.parametrize("bad", [{"epochs": True}, {"epochs": 0}, {"batch_size": 2.0}, {"batch_size": False}])
+def test_train_classifier_refuses_counts_that_are_not_whole_numbers(bad):
+    """One integer validator (extractor.errors.check_int): a bool is not a number of epochs."""
+    x, y = _tiny_shapes(per_class=2)
+    with pytest.raises(training.TrainingDataError, match="must be a whole number of at least 1"):
+        training.train_classifier(x, y, **bad)
 
 
 def test_train_classifier_runs_and_saves_a_safe_model(tmp_path):

@@ -112,3 +112,21 @@ def test_reproduce_config_checks_the_row_list():
     with pytest.raises(ExportError, match="images"):
         reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="pad",
                          precision="float32", input_size=(64, 64), images="a.png")
+
+
+def test_a_model_file_name_gets_its_comment_and_no_name_can_end_the_line():
+    """The script says where the model file goes; a name with a line break stays inside repr."""
+    import ast
+
+    from extractor.export import reproduce_config, reproduce_script
+
+    def script(backbone):
+        return reproduce_script(reproduce_config(backbone=backbone, weights=None, layers=["conv2"], poolings=["avg"],
+                                                 resize="stretch", precision="float32", input_size=(64, 64)))
+
+    assert "BACKBONE = 'net.keras'  # your model file: put net.keras in this script's folder\n" in script("net.keras")
+    evil = "x\nimport os; os.system('boom')\n#.keras"
+    code = script(evil)
+    assert "\nimport os; os.system" not in code and "put that file in this script's folder" in code
+    assert [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Assign)
+            and getattr(n.targets[0], "id", "") == "BACKBONE"][0].value.value == evil

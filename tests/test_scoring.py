@@ -23,7 +23,7 @@ from extractor.scoring import (
     neighbour_overlap,
     overlap_matrix,
     recommend,
-    score_configs,
+    score_sweep,
     silhouette,
 )
 
@@ -218,12 +218,12 @@ def sweep_features(seed=0):
     }, labels
 
 
-def test_score_configs_table_with_labels():
+def test_score_sweep_table_with_labels():
     features, labels = sweep_features()
     calls = []
-    table = score_configs(features, labels, layer_depth={"block1": 10, "block2": 20, "block3": 30},
-                          seconds={"block3/max": 0.5, "block2": 0.2},
-                          progress=lambda done, total, key: calls.append((done, total, key)))
+    table = score_sweep(features, labels, depths={"block1": 10, "block2": 20, "block3": 30},
+                        costs_ms={"block3/max": 500.0, "block2": 200.0},
+                        progress=lambda done, total, key: calls.append((done, total, key)))
     assert tuple(table.columns) == SCORE_COLUMNS
     assert list(table["layer"]) == ["block1", "block2", "block3", "block3"]
     assert list(table["pooling"]) == ["avg", "avg", "avg", "max"]
@@ -238,9 +238,9 @@ def test_score_configs_table_with_labels():
     assert table.attrs["n_images"] == 60 and table.attrs["n_classes"] == 4 and table.attrs["label_problem"] is None
 
 
-def test_score_configs_without_labels_is_unsupervised_only():
+def test_score_sweep_without_labels_is_unsupervised_only():
     features, _ = sweep_features()
-    table = score_configs(features, None)
+    table = score_sweep(features, None)
     assert tuple(table.columns) == SCORE_COLUMNS
     assert table[["knn_acc", "linear_acc", "silhouette"]].isna().all().all()
     assert table["effective_rank"].notna().all()
@@ -249,28 +249,28 @@ def test_score_configs_without_labels_is_unsupervised_only():
     assert recommend(table) is None
 
 
-def test_score_configs_one_bad_config_does_not_stop_the_sweep():
+def test_score_sweep_one_bad_config_does_not_stop_the_sweep():
     features, labels = sweep_features()
     features["block4/avg"] = np.full((60, 8), np.nan, np.float32)
     features["block5/avg"] = np.ones((60, 8), np.float32)
-    table = score_configs(features, labels).set_index(["layer", "pooling"])
+    table = score_sweep(features, labels).set_index(["layer", "pooling"])
     assert "NaN" in table.loc[("block4", "avg"), "problem"]
     assert "same feature vector" in table.loc[("block5", "avg"), "problem"]
     assert math.isnan(table.loc[("block4", "avg"), "knn_acc"])
     assert table.loc[("block3", "avg"), "knn_acc"] == 1.0
 
 
-def test_score_configs_input_errors():
+def test_score_sweep_input_errors():
     with pytest.raises(ScoringError, match="No feature configurations"):
-        score_configs({}, None)
+        score_sweep({}, None)
     with pytest.raises(ScoringError, match="row counts"):
-        score_configs({"a/avg": np.ones((5, 2)), "b/avg": np.ones((6, 2))}, None)
+        score_sweep({"a/avg": np.ones((5, 2)), "b/avg": np.ones((6, 2))}, None)
     with pytest.raises(ScoringError, match="labels"):
-        score_configs({"a/avg": np.eye(5)}, ["x"] * 4)
+        score_sweep({"a/avg": np.eye(5)}, ["x"] * 4)
 
 
 def test_nested_layer_names_split_on_the_last_slash():
-    table = score_configs({"outer/inner_conv/gem": np.random.default_rng(0).normal(size=(6, 3))}, None)
+    table = score_sweep({"outer/inner_conv/gem": np.random.default_rng(0).normal(size=(6, 3))}, None)
     assert (table.loc[0, "layer"], table.loc[0, "pooling"]) == ("outer/inner_conv", "gem")
 
 
@@ -334,7 +334,7 @@ def test_recommend_none_without_scores():
 
 def test_recommend_on_a_real_sweep_table():
     features, labels = sweep_features()
-    r = recommend(score_configs(features, labels))
+    r = recommend(score_sweep(features, labels))
     assert r.layer == "block3" and r.score == 1.0
     assert (r.cheapest_layer, r.cheapest_pooling, r.cheapest_dim) == ("block3", "avg", 64)
     assert "60 labelled images in 4 classes" in r.reason

@@ -22,9 +22,9 @@ from streamlit.testing.v1 import AppTest
 from extractor import LayerInfo
 from extractor.export import CSV_MAX_CELLS, read_features
 from extractor.reduce import pca_2d
-from extractor.scoring import Recommendation, overlap_matrix, recommend
-from extractor.sweep import score_sweep
-from ui import charts, exports, features, sweeps
+from extractor.scoring import Recommendation, overlap_matrix, recommend, score_sweep
+from extractor.sweep import SweepReport
+from ui import charts, exports, features
 from ui.state import BackboneConfig
 
 CONFIG = BackboneConfig("demo-shapes", "pretrained", (64, 64))
@@ -275,7 +275,7 @@ def _sweep_table(labels=True) -> pd.DataFrame:
         "b2/max": np.hstack([X, X]),
     }
     return score_sweep(feats, y if labels else None, depths={"b1": 1, "b2": 5}, costs_ms={"b1": 0.5, "b2": 2.0},
-                          k=3, folds=3)
+                       k=3, folds=3)
 
 
 def test_score_sweep_adds_time_and_keeps_the_core_scores():
@@ -326,7 +326,8 @@ def test_size_text():
 
 def test_export_defaults_precedence():
     table = _sweep_table()
-    result = sweeps.SweepResult("sig", table, recommend(table), None, 30, 1.0, ["b1", "b2"], ["avg", "max"])
+    result = SweepReport(table, recommend(table), n_images=30, seconds=1.0, layers=["b1", "b2"], poolings=["avg", "max"],
+                         signature="sig")
     blocks, layers = ["b1", "b2"], ["b1c", "b1", "b2c", "b2"]
     assert exports.export_defaults({"layers": ["b1"], "poolings": ["max"]}, result, blocks, layers)[:2] == (["b1"], ["max"])
     assert exports.export_defaults(None, result, blocks, layers)[:2] == (["b2"], ["avg"])
@@ -397,7 +398,38 @@ def test_reproduce_script_of_an_uploaded_model_names_its_file(monkeypatch):
     cfg = json.loads(blob)
     assert cfg["backbone"] == "My_Net.keras" and cfg["weights"] is None
     assert "BACKBONE = 'My_Net.keras'" in script and "beside" in script and "../up" not in script
+    assert "BACKBONE = 'My_Net.keras'  # your model file: put My_Net.keras in this script's folder\n" in script
     ast.parse(script)
     with pytest.raises(ExportError, match="resize must be one of"):
         reproduce_config(backbone="vgg16", weights=None, layers=["b"], poolings=["avg"], resize="squash",
                          precision="float32", input_size=(64, 64))
+
+
+def test_maps_export_lists_pca_and_computed_maps_and_says_what_failed():
+    """ui.exports.maps_export (moved out of the Export page): PCA of every key, t-SNE maps computed for
+    these rows only, the parameters really used, and a Failure for a key that can't be mapped."""
+
+    def script():
+        import numpy as np
+        import streamlit as st
+
+        from ui import exports, features
+
+        X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+        selected = {"b1/avg": X, "b2/avg": np.ones((12, 3), np.float32)}
+        ex = exports.ExportSet(list(selected), selected, [f"i{i}.png" for i in range(12)], None, "rows", "eid", [])
+        st.session_state[features.COMPUTED_MAPS_KEY] = {("rows", "b1/avg", "tsne", (("perplexity", 30.0),)),
+                                                        ("other rows", "b1/avg", "umap", ())}
+        maps = exports.maps_export(ex)
+        st.session_state["out"] = (sorted(maps.coords), maps.listed, [(f.name, f.kind) for f in maps.problems],
+                                   {k: v.shape for k, v in maps.coords.items()})
+
+    at = AppTest.from_function(script, default_timeout=120)
+    at.run()
+    assert not at.exception
+    columns, listed, problems, shapes = at.session_state["out"]
+    assert columns[0] == "b1/avg pca" and len(columns) == 2 and columns[1].startswith("b1/avg tsne perplexity=")
+    assert columns[1] != "b1/avg tsne perplexity=30"  # lowered for 12 images, and the file says so
+    assert listed[0] == "b1/avg: PCA" and listed[1].startswith("b1/avg: t-SNE perplexity=")
+    assert problems == [("b2/avg", "configuration")]  # all vectors identical: no map, and why
+    assert set(shapes.values()) == {(12, 2)}

@@ -207,7 +207,11 @@ def test_keras_snippet_compiles_and_does_it_right(backbone, layer, weights, resi
     assert "(96, 96, 3)" in code
     if backbone == "demo-shapes":
         assert ".preprocess_input(" not in code
-        assert ("load_demo_backbone" in code) == (weights != "none")
+        # plain Keras (issue 9): the shipped .keras file by its installed path, safe mode, no code of ours
+        assert 'files("extractor") / "assets" / "demo_shapes.keras"' in code
+        assert "keras.saving.load_model(str(model_file), safe_mode=True" in code
+        assert "from extractor" not in code and "load_demo_backbone" not in code
+        assert ("fresh random weights" in code) == (weights == "none")
     else:
         assert "include_top=False" in code
         assert ".preprocess_input(" in code and ".copy())" in code
@@ -236,6 +240,31 @@ def test_demo_snippet_runs_and_matches_the_extractor(tmp_path):
     ours = fx.extract(images).features["block2_pool/avg"]
     assert scope["vectors"].shape == ours.shape == (2, 32)
     np.testing.assert_allclose(scope["vectors"], ours, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("weights,precision", [("none", "float32"), ("pretrained", "bfloat16"), ("none", "bfloat16")])
+def test_demo_snippet_variants_run(tmp_path, weights, precision):
+    """Random weights and bfloat16 are plain Keras too (clone_model), and they run."""
+    from PIL import Image
+
+    from extractor.demo import make_shapes
+
+    images = make_shapes(per_class=1, size=64, seed=3).images[:2]
+    paths = []
+    for i, pixels in enumerate(images):
+        paths.append(str(tmp_path / f"im{i}.png"))
+        Image.fromarray(pixels).save(paths[-1])
+    code = keras_snippet("demo-shapes", "block2_pool", (64, 64), weights=weights, precision=precision)
+    code = code.replace('paths = ["image1.jpg", "image2.jpg"]', f"paths = {paths!r}")
+    scope: dict = {}
+    exec(compile(code, "<snippet>", "exec"), scope)
+    assert scope["vectors"].shape == (2, 32) and np.isfinite(np.asarray(scope["vectors"], np.float32)).all()
+    conv = scope["base"].get_layer("block1_conv1")
+    assert conv.dtype_policy.name == ("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    shipped = scope["trained"] if precision == "bfloat16" else None
+    if shipped is not None:
+        same = np.array_equal(conv.get_weights()[0], shipped.get_layer("block1_conv1").get_weights()[0])
+        assert same == (weights != "none")
 
 
 def test_every_registry_backbone_has_a_snippet():

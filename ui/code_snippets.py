@@ -50,26 +50,30 @@ def keras_snippet(
     lines = ["import numpy as np", "import keras"]
     name = backbone.lower()
     if name == "demo-shapes":
-        dtype = ', dtype="mixed_bfloat16"' if precision == "bfloat16" else ""
+        # Plain Keras: the shipped model file, found where the package is installed (no code of ours runs).
+        lines += [
+            "from importlib.resources import files",
+            "",
+            "# the demo-shapes network, shipped with Layer Explorer as one .keras file (any input size)",
+            'model_file = files("extractor") / "assets" / "demo_shapes.keras"',
+            "base = keras.saving.load_model(str(model_file), safe_mode=True, compile=False)",
+            f"# base.input_shape is (None, None, None, 3): fully convolutional, so ({h}, {w}, 3) images work as they are",
+        ]
+        if precision == "bfloat16":
+            lines += [
+                "",
+                "def in_bfloat16(layer):  # computes in bfloat16, keeps float32 weights (as the app does)",
+                '    return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})',
+                "",
+                "trained = base",
+                "base = keras.models.clone_model(trained, clone_function=in_bfloat16)",
+            ]
+            if weights != "none":
+                lines += ["base.set_weights(trained.get_weights())  # the shipped shapes-trained weights"]
         if weights == "none":
-            lines += [
-                "from extractor.training import build_demo_cnn",
-                "",
-                f"base = build_demo_cnn(input_shape=({h}, {w}, 3){dtype})  # random weights: not trained",
-            ]
-        elif dtype:
-            lines += [
-                "from extractor.training import DEMO_WEIGHTS_PATH, build_demo_cnn",
-                "",
-                f"base = build_demo_cnn(input_shape=({h}, {w}, 3){dtype})  # computes in bfloat16",
-                "base.load_weights(DEMO_WEIGHTS_PATH)  # the shipped shapes-trained weights",
-            ]
-        else:
-            lines += [
-                "from extractor.training import load_demo_backbone",
-                "",
-                f"base = load_demo_backbone(input_shape=({h}, {w}, 3))  # the shipped shapes-trained weights",
-            ]
+            lines += ["base = keras.models.clone_model(base)  # same architecture, fresh random weights: not trained"
+                      if precision != "bfloat16" else
+                      "# clone_model starts from fresh random weights: not trained"]
         preprocess = [
             "x = images  # no preprocess_input: this model takes raw 0..255 RGB and rescales inside",
         ]

@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 
 from extractor import BACKBONES
+from extractor.errors import Failure, LayerExplorerError
 from extractor.export import (
     ExportError,
     coords_to_csv,
@@ -29,12 +30,13 @@ from extractor.export import (
     reproduce_config,
     reproduce_script,
 )
+from extractor.sweep import SweepReport
 
-from . import custom_model
+from . import custom_model, state
 from .config import BackboneConfig, config_differences
-from .features import POOLING_CHOICES, FeatureFetch, digest_of, rows_id
+from .features import COMPUTED_MAPS_KEY, METHOD_NAMES, POOLING_CHOICES, FeatureFetch, digest_of, embedding, rows_id
 from .image_set import ImageSet
-from .sweeps import EXPORT_CHOICE_KEY, SweepResult, stored_result
+from .sweeps import EXPORT_CHOICE_KEY, stored_result
 
 __all__ = [
     "ExportStart",
@@ -42,6 +44,9 @@ __all__ = [
     "sweep_differences",
     "ExportSet",
     "export_set",
+    "MapsExport",
+    "maps_export",
+    "projector_file",
     "FILE_NAMES",
     "size_text",
     "export_defaults",
@@ -85,7 +90,7 @@ def size_text(n_bytes: float) -> str:
 
 def export_defaults(
     choice: Mapping | None,
-    result: SweepResult | None,
+    result: SweepReport | None,
     block_layers: Sequence[str],
     all_layers: Sequence[str],
 ) -> tuple[list[str], list[str], str]:
@@ -203,8 +208,8 @@ class ExportStart:
     poolings: list[str]
     source: str
     handed_over: bool  # True when the Layer-selection page just handed a choice over
-    sweep: SweepResult | None  # this session's sweep, only when it scored these very images
-    origin: SweepResult | None = None  # the sweep the starting choice came from (whatever it scored)
+    sweep: SweepReport | None  # this session's sweep, only when it scored these very images
+    origin: SweepReport | None = None  # the sweep the starting choice came from (whatever it scored)
     differences: tuple[str, ...] = ()  # how the sidebar now differs from ``origin`` (empty: it does not)
 
 
@@ -232,7 +237,7 @@ def export_start(config: BackboneConfig, images: ImageSet, block_layers: Sequenc
 _HANDED_KEY = "_export_handed_over"  # the last choice handed over by Layer selection (kept for the notice)
 
 
-def sweep_differences(result: SweepResult, config: BackboneConfig, images: ImageSet) -> list[str]:
+def sweep_differences(result: SweepReport, config: BackboneConfig, images: ImageSet) -> list[str]:
     """How the current sidebar (``config``, ``images``) differs from what ``result`` scored."""
     out = config_differences(result.config, config) if result.config is not None else []
     if result.images_id != digest_of("images", tuple(images.digests)):
@@ -270,3 +275,50 @@ def export_set(fetch: FeatureFetch, images: ImageSet, config: BackboneConfig) ->
     rows = rows_id(config, feats.digests)
     return ExportSet(keys, {key: feats.features[key] for key in keys}, names, labels, rows,
                      export_id(rows, keys, names, labels), [images.thumbnails[i] for i in feats.indices])
+
+
+@dataclass(frozen=True)
+class MapsExport:
+    """The 2-D maps of an :class:`ExportSet` that go into the coordinates file.
+
+    ``coords`` maps a column prefix (``"<key> <method> <param>=<value>"``) to (N, 2) coordinates;
+    ``listed`` says what each map is, for people; ``problems`` are the keys that got no map, with why.
+    ``eid`` is the coordinates file's cache key (rows, keys, methods, parameters).
+    """
+
+    coords: dict[str, np.ndarray]
+    listed: list[str]
+    problems: list[Failure]
+    eid: str
+
+
+def maps_export(ex: ExportSet) -> MapsExport:
+    """PCA of every exported key, plus each t-SNE / UMAP map computed on the Embeddings page for these rows.
+
+    The parameters named are those really used (t-SNE lowers a perplexity too high for the
+    images), to 3 significant digits. A key whose map fails gets a problem and no further maps.
+    """
+    coords: dict[str, np.ndarray] = {}
+    listed: list[str] = []
+    problems: list[Failure] = []
+    computed = st.session_state.get(COMPUTED_MAPS_KEY, set())
+    for key in ex.keys:
+        runs = [("pca", ())] + sorted({(m, p) for (r, k, m, p) in computed if r == ex.rows and k == key})
+        for method, params in runs:
+            try:
+                emb = embedding(ex.rows, key, method, params, ex.selected[key])
+            except LayerExplorerError as exc:
+                problems.append(Failure(key, state.user_message(exc), "configuration"))
+                break
+            tag = "".join(f" {name}={value:.3g}" if isinstance(value, (int, float)) else f" {name}={value}"
+                          for name, value in (emb.params or params))
+            coords[f"{key} {method}{tag}"] = emb.coords
+            listed.append(f"{key}: {METHOD_NAMES.get(method, method)}{tag}")
+    eid = digest_of("coords", export_id(ex.rows, ex.keys, ex.names, ex.labels), tuple(sorted(coords)))
+    return MapsExport(coords, listed, problems, eid)
+
+
+def projector_file(ex: ExportSet, key: str) -> bytes:
+    """The Embedding Projector bundle of one exported key (:func:`projector_bytes`, cached); may raise ExportError."""
+    eid = digest_of("projector", export_id(ex.rows, [key], ex.names, ex.labels))
+    return projector_bytes(eid, ex.selected[key], ex.names, ex.labels, ex.thumbnails)

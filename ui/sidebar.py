@@ -12,6 +12,7 @@ from extractor.backbones import imagenet_cached
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
+from extractor.sources import byte_size as _mib
 
 from . import about_server, cache, custom_model, inference_slot, state
 from .state import KEEP
@@ -34,10 +35,6 @@ _RUNTIME_LABELS = {"auto": "Auto", "tensorflow": "TensorFlow", "openvino": "Open
 _RUNTIME_HELP = ("The engine that runs the network. Auto: OpenVINO on this CPU server once the network has been "
                  "converted for it (in the background, the first time; TensorFlow serves meanwhile), else "
                  "TensorFlow. Both give the same features to within rounding.")
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.0f} MiB"
 
 
 # Labels must not depend on the backbone: the browser keeps the label of a radio's choice.

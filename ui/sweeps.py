@@ -2,23 +2,23 @@
 
 :func:`run_sweep` fetches every block layer × pooling in one pass (:func:`ui.features.fetch_features`),
 times each layer (:func:`layer_costs_cached`, keyed by the configuration, inside an inference
-slot), scores them (:func:`extractor.sweep.score_sweep`) and stores a :class:`SweepResult` under
-:data:`SWEEP_RESULT_KEY`. A stored result is shown only while its :func:`sweep_signature` holds.
+slot), scores them (:func:`extractor.scoring.score_sweep`) and stores the core's
+:class:`extractor.sweep.SweepReport` under :data:`SWEEP_RESULT_KEY`. A stored result is shown only
+while its :func:`sweep_signature` holds.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
 
 from extractor import LayerInfo
-from extractor.errors import Failure, LayerExplorerError
-from extractor.scoring import Recommendation, recommend
-from extractor.sweep import layer_costs, score_sweep
+from extractor.errors import LayerExplorerError
+from extractor.scoring import score_sweep
+from extractor.sweep import SweepReport, layer_costs
 
 from .config import BackboneConfig
 from .features import digest_of, fetch_features, labels_id, rows_id
@@ -33,13 +33,14 @@ __all__ = [
     "cancel_sweep",
     "was_cancelled",
     "stored_result",
+    "matching_result",
+    "flatten_sizes",
     "scores_view",
     "use_in_export",
     "export_choice",
     "EXPORT_CHOICE_KEY",
     "SWEEP_RESULT_KEY",
     "layer_costs_cached",
-    "SweepResult",
     "sweep_signature",
 ]
 
@@ -48,7 +49,7 @@ __all__ = [
 EXPORT_CHOICE_KEY = "export_choice"  # {"layers": [...], "poolings": [...]} set by Layer selection
 
 
-SWEEP_RESULT_KEY = "ls_result"  # the last SweepResult of this session
+SWEEP_RESULT_KEY = "ls_result"  # the last SweepReport of this session
 SWEEP_JOB_KEY = "_ls_job"  # the running sweep's BatchJob (for Cancel)
 SWEEP_CANCELLED_KEY = "_ls_cancelled"  # set by cancel_sweep, read once by was_cancelled
 
@@ -69,27 +70,6 @@ def layer_costs_cached(config: BackboneConfig, layers: tuple[str, ...], _backbon
         with chunk_slot():
             costs.update(layer_costs(_backbone, [layer], runtime=runtime))
     return costs
-
-
-@dataclass
-class SweepResult:
-    """One sweep of this session: what it was run on (``signature``) and what came out."""
-
-    signature: str
-    table: pd.DataFrame
-    recommendation: Recommendation | None
-    label_problem: str | None
-    n_images: int
-    seconds: float
-    layers: list[str]
-    poolings: list[str]
-    skipped: dict[str, str] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
-    rows: str = ""  # rows_id of the images it scored (the Export page checks it before using the result)
-    config: BackboneConfig | None = None  # the network it scored (Export says so, and warns when the sidebar differs)
-    images_text: str = ""  # ImageSet.summary() of the images it scored
-    images_id: str = ""  # digest of those images' contents, in order
-    health: list = field(default_factory=list)  # FeatureHealth of every configuration (ui.health)
 
 
 def sweep_signature(rows: str, labels: str, poolings: Sequence[str], k: int, folds: int) -> str:
@@ -121,7 +101,7 @@ def run_sweep(
     backbone,
     step: Callable[[str], None] = lambda text: None,
     progress: Callable[[int, int, str], None] | None = None,
-) -> SweepResult:
+) -> SweepReport:
     """Score every layer of ``blocks`` × ``poolings`` on ``images`` and keep the result in the session.
 
     ``step(text)`` hears each stage ("Extracting features…"), ``progress(done, total, key)``
@@ -174,13 +154,12 @@ def run_sweep(
         if job is not None and st.session_state.get(SWEEP_JOB_KEY) is job:
             st.session_state.pop(SWEEP_JOB_KEY, None)
     rows = rows_id(config, images.digests)
-    result = SweepResult(
-        signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), table=scores,
-        recommendation=recommend(scores), label_problem=scores.attrs.get("label_problem"),
-        n_images=len(feats.names), seconds=time.perf_counter() - started, layers=list(blocks),
-        poolings=list(poolings), skipped=dict(fetch.skipped), failures=list(feats.failures), rows=rows,
-        config=config, images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)),
-        health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone))
+    result = SweepReport.from_table(
+        scores, failures=list(feats.failures), n_images=len(feats.names), seconds=time.perf_counter() - started,
+        layers=list(blocks), poolings=list(poolings), skipped=dict(fetch.skipped),
+        health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone),
+        signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), rows=rows,
+        images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)), config=config)
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
 
@@ -201,6 +180,8 @@ def cancel_sweep() -> None:
 def was_cancelled() -> bool:
     """Whether the Cancel button stopped a sweep since the last call (then forgets it)."""
     return bool(st.session_state.pop(SWEEP_CANCELLED_KEY, False))
+
+
 def scores_view(view: pd.DataFrame) -> pd.DataFrame:
     """The sweep table as shown: an empty Problem cell where there is none (never the word "None")."""
     if "problem" in view:
@@ -208,9 +189,26 @@ def scores_view(view: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def stored_result() -> SweepResult | None:
+def stored_result() -> SweepReport | None:
     """This session's last sweep (whatever it was run on: compare its ``signature``)."""
     return st.session_state.get(SWEEP_RESULT_KEY)
+
+
+def matching_result(images: ImageSet, config: BackboneConfig, poolings: Sequence[str], k: int,
+                    folds: int) -> SweepReport | None:
+    """This session's last sweep if it was run on these images, labels, network and settings, else None."""
+    result = stored_result()
+    rows = rows_id(config, images.digests)
+    if result is None or result.signature != sweep_signature(rows, labels_id(images.labels), poolings, k, folds):
+        return None
+    return result
+
+
+def flatten_sizes(table: Sequence[LayerInfo], layers: Sequence[str]) -> list[tuple[str, int]]:
+    """(layer, H×W×C) of each of ``layers`` whose map size is known: how long its flatten vector is."""
+    by_name = {info.name: info for info in table}
+    return [(name, int(by_name[name].shape[0] * by_name[name].shape[1] * by_name[name].shape[2]))
+            for name in layers if by_name[name].shape[0]]
 
 
 def use_in_export(layer: str, pooling: str) -> None:
