@@ -14,7 +14,7 @@ from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
 
-from . import about_server, cache, calibrated, custom_model, inference_slot, state
+from . import about_server, cache, calibrated, custom_model, inference_slot, state, styles
 from .state import KEEP
 
 __all__ = ["render_sidebar", "ensure_shell"]
@@ -269,6 +269,7 @@ def ensure_shell(*, from_app: bool = False) -> None:
     if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
+    styles.inject()
     inference_slot.start_watch()  # once per process: gone sessions' batch work is cancelled
     render_sidebar()
     if from_app:
