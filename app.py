@@ -6,13 +6,17 @@ TensorFlow code here: the network is loaded by ui.state/ui.cache when a page ask
 
 The pages live in ``pages/``; ``ui.sidebar.ensure_shell`` draws the frame once per run (its
 docstring says why every page calls it too).
+
+``st.navigation`` comes first, before anything imports TensorFlow: on a fresh server Streamlit
+runs in legacy multipage mode (a menu built from the ``pages/`` file names) until this call has
+run once. Imported first, the ``ui`` modules kept that menu up for the whole TensorFlow import; a
+click on it opened a page file on its own, and the next sidebar change then asked for a page this
+navigation does not know, so Streamlit fell back to Feature maps (issue 10, item 1).
 """
 
 from pathlib import Path
 
 import streamlit as st
-
-from ui.sidebar import ensure_shell
 
 HERE = Path(__file__).parent
 
@@ -25,5 +29,7 @@ page = st.navigation(
         st.Page(HERE / "pages" / "export.py", title="Export", url_path="export-features", icon=":material/download:"),
     ]
 )
+from ui.sidebar import ensure_shell  # noqa: E402  (after st.navigation: see the docstring)
+
 ensure_shell(from_app=True)
 page.run()

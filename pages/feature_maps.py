@@ -233,7 +233,7 @@ with state.page_guard("showing the feature maps"):
     config = state.current_config()
     index = pick_image(images)
     layer, in_block = pick_layer(layers)
-    explain_view.class_evidence_panel(images, index, backbone, config)
+    clf = explain_view.class_evidence_panel(images, index, backbone, config)
 
     # One forward pass for this block's layers and one layer per resolution, cached per image.
     hierarchy = representative_layers(layers, "stride")
@@ -252,4 +252,4 @@ with state.page_guard("showing the feature maps"):
     numbers(fmap, health)
     hierarchy_strip(raw, hierarchy)
     keras_code(backbone.name, layer.name, config)
-    explain_view.explain_sections(images, index, backbone, layers, layer, config, raw)
+    explain_view.explain_sections(images, index, backbone, layers, layer, config, raw, clf=clf)

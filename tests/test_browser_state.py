@@ -23,11 +23,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BACKBONE = "vgg16"
 
 
-# Known defect, left open on issue 10: in the real browser, changing a sidebar widget on Layer selection
-# now and then lands the user back on Feature maps (seen twice in five runs here, with the sweep button
-# then missing). The flow passes when that does not happen; the AppTest of the same flow
-# (tests/test_app_state.py) passes every time. Not strict, so a passing run is not an error.
-@pytest.mark.xfail(reason="intermittent jump back to Feature maps after a sidebar change (issue 10, open)",
+# Once marked xfail for an intermittent jump back to Feature maps: the click on "Layer selection"
+# landed on Streamlit's legacy menu of a fresh server (app.py imported TensorFlow before its
+# st.navigation), and the next sidebar change fell back to the default page. app.py now calls
+# st.navigation first; tests/test_browser_navigation.py reproduces the jump directly.
+# Still not strict-passing: in 2 of 4 runs here (load average 9-14 on 2 cores) the run after the
+# Runtime → TensorFlow click had not finished 120 s later (empty main area, sidebar drawn up to the
+# expander, so the weights badge's resolve_backbone() had not returned); no jump. Left open.
+@pytest.mark.xfail(reason="a run after the runtime switch sometimes does not finish within 120 s (issue 10, open)",
                    strict=False)
 def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
     from playwright.sync_api import expect, sync_playwright

@@ -41,6 +41,7 @@ MODULES = [
     "extractor.distributed",
     "extractor.similarity",
     "ui.config",
+    "ui.calibrated",
     "ui.image_set",
     "ui.inference_slot",
     "ui.cache",

@@ -57,7 +57,7 @@ from extractor.demo import load_demo_set, load_photos
 from extractor.errors import Failure, LayerExplorerError
 from extractor.images import InvalidImageError
 
-from . import custom_model
+from . import calibrated, custom_model
 from .config import BackboneConfig, build_extractor
 from .image_set import ImageSet
 from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model, shared_models
@@ -102,11 +102,15 @@ def load_backbone_cached(config: BackboneConfig) -> tuple[Backbone, tuple[LayerI
     """The backbone and its feature-map layer table, built once per configuration.
 
     Keyed by (name, weights, input size): precision, resize and runtime do not change the
-    Keras model. A user's uploaded model (``custom:<digest>``) comes from that user's session,
-    never from a cache shared between sessions.
+    Keras model. A user's uploaded model (``custom:<digest>``) and a backbone whose batch-norm
+    statistics were calibrated on the user's images (``weights="none+bn:…"``, :mod:`ui.calibrated`)
+    come from that user's session, never from a cache shared between sessions.
     """
     if custom_model.is_custom(config.name):
         held = custom_model.held_for(config.name)
+        return held.backbone, held.layers
+    if calibrated.is_calibrated(config):  # derived from the session's images: held by the session
+        held = calibrated.held_for(config)
         return held.backbone, held.layers
     return _shared_backbone(config.name, config.weights, config.input_size)
 
@@ -133,6 +137,8 @@ def get_extractor(
     """
     if custom_model.is_custom(config.name):
         return custom_model.session_extractor(config, tuple(layers), tuple(poolings))
+    if calibrated.is_calibrated(config):
+        return calibrated.session_extractor(config, tuple(layers), tuple(poolings))
     return _shared_extractor(config, tuple(layers), tuple(poolings))
 
 
@@ -173,6 +179,9 @@ def engine_info(config: BackboneConfig) -> EngineInfo | None:
     """
     if custom_model.is_custom(config.name):
         held = custom_model.current()
+        built = [fx for key, fx in (held.extractors.items() if held else ()) if key[0] == config]
+    elif calibrated.is_calibrated(config):
+        held = calibrated.current()
         built = [fx for key, fx in (held.extractors.items() if held else ()) if key[0] == config]
     else:
         built = [fx for key, fx in shared_models("extractor") if key[1] == config and fx is not None]

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from extractor import Backbone, FeatureExtractor
 
 __all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "config_differences",
-           "is_random", "weights_caveat"]
+           "is_random", "weights_caveat", "CALIBRATED_PREFIX", "calibrated_weights", "calibration_of",
+           "image_set_text"]
+
+#: ``weights`` of random weights whose batch-norm statistics were calibrated on a session's images:
+#: ``"none+bn:<digest>:<n>:<image set>"``. The digest names the images (and input size, resize), so
+#: every cache keyed by the configuration keys on them too.
+CALIBRATED_PREFIX = "none+bn:"
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class BackboneConfig:
     """Everything that decides what a network computes, as plain hashable values."""
 
     name: str  # a registry name, or "custom:<digest>" for a session's uploaded model
-    weights: str  # "pretrained", "none" (random), a local file path, or "upload"
+    weights: str  # "pretrained", "none" (random), "none+bn:…" (random, BN calibrated), a local file path, or "upload"
     input_size: tuple[int, int]
     resize: str = "stretch"
     precision: str = "float32"
@@ -44,13 +50,55 @@ class BackboneConfig:
         return dataclasses.replace(self, **changes)
 
 
+def calibrated_weights(digest: str, n: int, image_set: str) -> str:
+    """The ``weights`` value of random weights with batch-norm statistics calibrated on ``n`` images.
+
+    Example:
+        >>> calibrated_weights("ab" * 32, 12, "upload")
+        'none+bn:abababababababab:12:upload'
+    """
+    return f"{CALIBRATED_PREFIX}{digest[:16]}:{int(n)}:{image_set}"
+
+
+def calibration_of(weights: str) -> tuple[int, str] | None:
+    """``(n images, image set)`` of a calibrated ``weights`` value; ``None`` for any other.
+
+    Example:
+        >>> calibration_of("none+bn:abababababababab:12:demo:shapes"), calibration_of("none")
+        ((12, 'demo:shapes'), None)
+    """
+    if not str(weights).startswith(CALIBRATED_PREFIX):
+        return None
+    _, n, image_set = str(weights)[len(CALIBRATED_PREFIX):].split(":", 2)
+    return int(n), image_set
+
+
+def image_set_text(origin: str) -> str:
+    """A person's words for an image set's origin ("demo:shapes", "upload").
+
+    Example:
+        >>> image_set_text("demo:shapes"), image_set_text("upload")
+        ('the shapes demo set', 'the uploaded images')
+    """
+    if origin.startswith("demo:"):
+        return f"the {origin.removeprefix('demo:')} demo set"
+    return "the uploaded images" if origin == "upload" else origin or "the image set"
+
+
 def weights_text(weights: str) -> str:
     """The sidebar's words for a ``weights`` value.
 
     Example:
         >>> weights_text("none"), weights_text("pretrained"), weights_text("/srv/w/my.weights.h5")
         ('random weights (untrained)', 'pretrained weights', 'weights from my.weights.h5')
+        >>> weights_text("none+bn:abababababababab:12:upload")
+        'random weights, batch-norm statistics calibrated on 12 images of the uploaded images (not training)'
     """
+    calibrated = calibration_of(weights)
+    if calibrated is not None:
+        n, image_set = calibrated
+        return (f"random weights, batch-norm statistics calibrated on {n} images of {image_set_text(image_set)} "
+                "(not training)")
     if weights == "none":
         return "random weights (untrained)"
     if weights == "pretrained":
@@ -78,6 +126,13 @@ def weights_caveat(config: BackboneConfig) -> str | None:
     """
     if not is_random(config):
         return None
+    calibrated = calibration_of(config.weights)
+    if calibrated is not None:
+        n, image_set = calibrated
+        return (f"Random weights, batch-norm statistics calibrated on {n} images of {image_set_text(image_set)}: "
+                "this is not training. The convolutions are untrained, so these results show the architecture "
+                "(shapes, strides) with activations at a usable scale, not learned features; pick Pretrained "
+                "weights for features to use.")
     return ("Random weights (untrained): these results come from an untrained network. They show its "
             "architecture (shapes, strides), not learned features; pick Pretrained weights for features to use.")
 

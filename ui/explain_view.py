@@ -43,18 +43,21 @@ def field_note(info) -> str:
     return f"; each cell sees a {h}×{w}-pixel receptive field, {info.effective_stride[0]:g} pixels apart"
 
 
-def class_evidence_panel(images, index: int, backbone, config) -> None:
-    """Top classes and probabilities for the chosen image, or why this backbone has none."""
+def class_evidence_panel(images, index: int, backbone, config, clf=None):
+    """Top classes and probabilities for the chosen image, or why this backbone has none (the page's one box).
+
+    Returns the classifier head (or :class:`NoClassifier`), for the page to hand to :func:`explain_sections`.
+    """
     st.subheader("What the network decides")
     st.markdown(
         "A network with a **classifier head** ends in one probability per class. This is its verdict on the "
         "chosen image. The layers below show how it got there: early layers see colours and edges, later ones "
         "see parts and shapes, and the last ones separate the classes."
     )
-    clf = ex.classifier_for(config)
+    clf = ex.classifier_for(config) if clf is None else clf
     if isinstance(clf, NoClassifier):
         st.info(f"This backbone has no classifier: {clf.reason}", icon=":material/info:")
-        return
+        return clf
     ev = ex.evidence_for(config, images.digests[index], images.items[index])
     top = ev.top(0, 5)
     # Bars rather than a table: one glance says how sure the network is.
@@ -67,11 +70,15 @@ def class_evidence_panel(images, index: int, backbone, config) -> None:
     if backbone.name == "demo-shapes" and images.labels and images.labels[index] not in clf.class_names:
         st.caption("This network learned only the seven shape classes; on other images its answer is one of "
                    "those seven whatever the image shows.")
+    return clf
 
 
-def explain_sections(images, index: int, backbone, layers, layer, config, raw) -> None:
-    """Grad-CAM, the receptive-field cell picker and the first-layer filters for the current choice."""
-    _gradcam(images, index, backbone, layers, config, raw)
+def explain_sections(images, index: int, backbone, layers, layer, config, raw, clf=None) -> None:
+    """Grad-CAM, the receptive-field cell picker and the first-layer filters for the current choice.
+
+    ``clf``: what :func:`class_evidence_panel` returned (fetched once per run); fetched here when not given.
+    """
+    _gradcam(images, index, backbone, layers, config, raw, ex.classifier_for(config) if clf is None else clf)
     _receptive_field(layer, config, raw)
     _first_filters(images, index, backbone, layers, config)
 
@@ -79,7 +86,7 @@ def explain_sections(images, index: int, backbone, layers, layer, config, raw) -
 # --------------------------------------------------------------------------------------------
 
 
-def _gradcam(images, index, backbone, layers, config, raw) -> None:
+def _gradcam(images, index, backbone, layers, config, raw, clf) -> None:
     st.subheader("Where the network looks for a class")
     st.markdown(
         "**Grad-CAM** asks: if this class's score went up, which positions of a layer would have to change? "
@@ -88,9 +95,10 @@ def _gradcam(images, index, backbone, layers, config, raw) -> None:
         "class-specific map; an early one is sharper and says less about the class. **Grad-CAM++** weights the "
         "positions inside each channel too, which helps when the object appears several times."
     )
-    clf = ex.classifier_for(config)
     if isinstance(clf, NoClassifier):
-        st.info(f"Grad-CAM needs a classifier head: {clf.reason}", icon=":material/info:")
+        # Not a second box: "What the network decides" above already says why there is no head.
+        st.caption("Grad-CAM needs a classifier head, and this backbone has none (see *What the network "
+                   "decides* above).")
         return
     candidates = [info for info in layers if info.kind not in _CAM_SKIP and info.name in clf.layer_names]
     if not candidates:

@@ -33,7 +33,7 @@ from extractor.export import (
 from extractor.sweep import SweepReport
 
 from . import custom_model, state
-from .config import BackboneConfig, config_differences
+from .config import CALIBRATED_PREFIX, BackboneConfig, config_differences
 from .features import COMPUTED_MAPS_KEY, METHOD_NAMES, POOLING_CHOICES, FeatureFetch, digest_of, embedding, rows_id
 from .image_set import ImageSet
 from .sweeps import EXPORT_CHOICE_KEY, stored_result
@@ -179,6 +179,7 @@ def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Seq
         # file name (the name only: never a path, and the weights are inside the file).
         backbone, weights = _model_file_name(custom_model.held_for(config.name).file_name), None
     else:
+        weights = "none" if weights.startswith(CALIBRATED_PREFIX) else weights  # BN-calibrated random: see config.json
         if weights not in ("pretrained", "none", "imagenet"):
             weights = Path(str(weights)).name or "weights.weights.h5"
         backbone = config.name if config.name in BACKBONES else (Path(str(config.name)).name or "model.keras")

@@ -9,12 +9,13 @@ import streamlit as st
 
 from extractor import BACKBONES, LayerExplorerError, get_spec
 from extractor.backbones import imagenet_cached
+from extractor.calibration import has_batchnorm
 from extractor.demo import DEMO_SETS
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
 from extractor.sources import byte_size as _mib
 
-from . import about_server, cache, custom_model, inference_slot, state
+from . import about_server, cache, calibrated, custom_model, inference_slot, state, styles
 from .state import KEEP
 
 __all__ = ["render_sidebar", "ensure_shell"]
@@ -109,12 +110,37 @@ def _network_section() -> None:
                   else "ImageNet weights from the Keras cache (downloaded once when online)")
     st.radio("Weights", options, format_func=_WEIGHTS_LABELS.get, key="sb_weights", persist_state=KEEP,
              help=f"Pretrained for {spec.name}: {pretrained}. Random: the same architecture, untrained (seed 0).")
+    if st.session_state["sb_weights"] == "random":
+        _calibration_toggle()
     if st.session_state["sb_weights"] == "file":
         st.text_input("Weights file (.weights.h5) on the server", key="sb_weights_path", persist_state=KEEP,
                       help="Saved with model.save_weights(...) from the same architecture, include_top=False.")
 
     _precision_section(spec)
     _weights_badge()
+
+
+_CALIBRATE_HELP = ("Re-estimates each batch-normalisation layer's statistics from these images (one pass, "
+                   "at most 128 images). An untrained network with batch normalisation otherwise shrinks its "
+                   "activations layer after layer until the features collapse. This is not training: the "
+                   "convolutions stay random, so the maps show the architecture's shapes and strides at a "
+                   "usable scale, not learned features. Held in this session only; recalibrated when the "
+                   "images change.")
+
+
+def _calibration_toggle() -> None:
+    """Random weights on a backbone with batch normalisation: offer to calibrate its statistics on these images."""
+    request = state.backbone_request()
+    try:
+        base, _ = cache.load_backbone_cached(request.replace(weights="none"))
+    except Exception:  # the badge below says what went wrong with the network itself
+        return
+    if not has_batchnorm(base.model):
+        return
+    st.toggle("Calibrate batch-norm statistics on these images", key="sb_bn_calibrate", persist_state=KEEP,
+              help=_CALIBRATE_HELP)
+    if st.session_state.get("sb_bn_calibrate") and not calibrated.is_calibrated(request):
+        st.caption("Calibration needs at least 2 images: random weights as they are for now.")
 
 
 def _backbone_label(name: str, has_imagenet: bool | None = None) -> str:
@@ -200,7 +226,9 @@ def _weights_badge() -> None:
         st.badge("Weights not loaded", icon=":material/error:", color="red")
     else:
         weights = resolved.backbone.weights
-        if weights.kind == "random":
+        if weights.kind == "random" and weights.bn_calibrated_on:
+            st.badge("Random weights, BN calibrated — not trained", icon=":material/casino:", color="orange")
+        elif weights.kind == "random":
             st.badge("Random weights — not trained", icon=":material/casino:", color="orange")
         else:
             short = {"imagenet": "ImageNet weights", "shipped": "Trained demo weights", "file": "Weights from a file"}
@@ -238,6 +266,7 @@ def ensure_shell(*, from_app: bool = False) -> None:
     if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
+    styles.inject()
     inference_slot.start_watch()  # once per process: gone sessions' batch work is cancelled
     render_sidebar()
     if from_app:

@@ -17,6 +17,7 @@ Uploaded bytes live only in this session (the uploader's own state plus a memo i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -27,16 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from extractor import BACKBONES, RESIZE_POLICIES, Backbone, LayerInfo, WeightsUnavailableError, get_spec
 from extractor.backbones import ImageNetWeightsMissingError, MissingWeights, keras_cache_dir
+from extractor.calibration import CalibrationError
 from extractor.errors import Failure, LayerExplorerError
 from extractor.features import PRECISIONS
 from extractor.runtime import RUNTIMES, openvino_available
 from extractor.sources import UploadLimits, gather_uploads
 
-from . import cache, custom_model
+from . import cache, calibrated, custom_model
 from .config import BackboneConfig
 from .image_set import ImageSet
 from .inference_slot import LIMITS
@@ -92,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "sb_resize": "stretch",
     "sb_precision": "float32",
     "sb_runtime": "auto",
+    "sb_bn_calibrate": False,
 }
 
 #: ``persist_state`` of every sidebar widget. Why: ``st.switch_page`` (the "Use … in Export" buttons)
@@ -240,7 +244,7 @@ def backbone_request() -> BackboneConfig:
         weights = "pretrained"
     resize = st.session_state.get("sb_resize", "stretch")
     precision = st.session_state.get("sb_precision", "float32")
-    return BackboneConfig(
+    config = BackboneConfig(
         name=name,
         weights=weights,
         input_size=size,
@@ -248,6 +252,11 @@ def backbone_request() -> BackboneConfig:
         precision=precision if precision in PRECISIONS else "float32",
         runtime=_runtime_choice(),
     )
+    if weights == "none" and st.session_state.get("sb_bn_calibrate"):
+        images = current_images(stop_if_empty=False)
+        if len(images) >= 2:  # calibration needs two images at least; fewer: plain random (the toggle says so)
+            config = calibrated.calibration_request(config, list(images.digests), images.origin)
+    return config
 
 
 def _runtime_choice() -> str:
@@ -309,10 +318,24 @@ def use_random_weights() -> None:
     st.session_state["sb_weights"] = "random"
 
 
+def _calibrate(request: BackboneConfig) -> None:
+    """Make sure the session holds the calibrated backbone ``request`` names (built from its images)."""
+    images = current_images(stop_if_empty=False)
+    base, _ = cache.load_backbone_cached(request.replace(weights="none"))
+    chosen = calibrated.chosen_indices(len(images))
+    views = np.stack([cache.network_view(images.items[i], request.input_size, request.resize) for i in chosen])
+    calibrated.ensure(request, base, views)
+
+
 def _resolve_request(request: BackboneConfig) -> ResolvedBackbone:
     try:
+        if calibrated.is_calibrated(request):
+            _calibrate(request)
         backbone, layers = cache.load_backbone_cached(request)
         return ResolvedBackbone(request, backbone, layers)
+    except CalibrationError as exc:  # e.g. no batch normalisation: plain random weights, and say why
+        plain = _resolve_request(request.replace(weights="none"))
+        return dataclasses.replace(plain, note=f"Batch-norm statistics not calibrated: {user_message(exc)}")
     except ImageNetWeightsMissingError as exc:
         return ResolvedBackbone(request, error=missing_weights_message(exc.missing), missing=exc.missing)
     except WeightsUnavailableError as exc:
