@@ -6,7 +6,8 @@ the model's part of the :class:`~ui.config.BackboneConfig` (name, weights, input
 *group* of that backbone: they count against the server's "maximum models kept", go with the
 backbone when it is evicted (a classifier holds its backbone's network, so keeping it elsewhere
 would keep an evicted network alive), and are rebuilt on demand. Heat maps and probabilities are
-data keyed by those plus the image digest, layer, class and method. Display options (opacity,
+data keyed by those plus the image digest, layer, class and method (an upload's in that session's
+own cache, :mod:`ui.private_cache`). Display options (opacity,
 the cell picked) are not in any key: they never recompute Grad-CAM. A user's uploaded model is
 never put in a cache shared between sessions.
 
@@ -27,7 +28,7 @@ from extractor.explain import ClassEvidence, Classifier, NoClassifier, class_evi
 from extractor.layers import SEPARATOR
 from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
-from . import cache, custom_model
+from . import cache, custom_model, private_cache
 from .config import BackboneConfig
 from .inference_slot import inference_slot, shared_model
 
@@ -91,7 +92,7 @@ def _compiled(config: BackboneConfig) -> dict:
     return shared_model(("gradcam-functions", config), dict, group=_group(config))
 
 
-@st.cache_data(max_entries=64, max_size="64MB", show_spinner=False)
+@private_cache.data(max_entries=64, max_size="64MB")
 def evidence_for(config: BackboneConfig, digest: str, _item) -> ClassEvidence | None:
     """Class probabilities for one image (None when the backbone has no classifier).
 
@@ -105,7 +106,7 @@ def evidence_for(config: BackboneConfig, digest: str, _item) -> ClassEvidence | 
         return class_evidence(clf, view[None])
 
 
-@st.cache_data(max_entries=64, max_size="128MB", show_spinner=False)
+@private_cache.data(max_entries=64, max_size="128MB")
 def gradcam_for(config: BackboneConfig, digest: str, layer: str, class_index: int, method: str, _item) -> CamView:
     """Grad-CAM of one image for one layer, class (-1: predicted) and method."""
     clf = classifier_for(config)
