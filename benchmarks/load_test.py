@@ -210,6 +210,7 @@ class Results:
     seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
+    stages_run: list[int] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ one session
@@ -445,10 +446,11 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
             await s.close()
 
     for level in levels:
-        if time.monotonic() > deadline:
+        if level and time.monotonic() > deadline:
             print(f"  time limit reached before the {level}-sweep stage", flush=True)
             break
         print(f"  stage: {level} sweeps while {n_display} sessions click …", flush=True)
+        results.stages_run.append(level)
         stop = asyncio.Event()
         clickers = [asyncio.create_task(keep_clicking(i, stop, args.clicks)) for i in range(n_display)]
         if level:
@@ -489,7 +491,6 @@ async def main_async(args) -> int:
     PlaywrightTimeout = _Timeout
 
     started = time.monotonic()
-    deadline = started + args.max_seconds
     step_ms = 240_000
     tmp = Path(tempfile.mkdtemp(prefix="layer-explorer-load-"))
     zips = sweep_zips(args, tmp)
@@ -517,6 +518,8 @@ async def main_async(args) -> int:
                 await warm_up(server.url, browser, zips, args, step_ms)
                 rss_start = await settle(server, args.settle_s, "the start")
                 server.peak = rss_start  # the peak under load, not the warm-up's
+                # The time limit counts from here: the reference and the warm-up are not the load.
+                deadline = time.monotonic() + args.max_seconds
                 load_texts = await load_run(server.url, browser, results, zips, args, step_ms, deadline)
                 peak = server.peak
                 rss_end = await settle(server, args.settle_s, "the end")
@@ -540,6 +543,8 @@ async def main_async(args) -> int:
             print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
         elif level > args.sweep_sessions:
             print(f"{label} not run (--sweep-sessions {args.sweep_sessions}; --sweep-sessions 4 runs it)")
+        elif level in (0, 2, 4) and level not in results.stages_run:
+            print(f"{label} not run (the time limit, --max-seconds {args.max_seconds}, came first)")
         else:
             print(f"{label} no click fell in this stage")
     print("Sweeps:")
@@ -574,7 +579,9 @@ async def main_async(args) -> int:
     for m in mismatches[:20]:
         print(f"  {m}")
     print(f"Wall time {time.monotonic() - started:.0f} s; logs in {tmp}")
-    return 1 if (results.errors or mismatches) else 0
+    if not results.stages_run:
+        print("No load stage ran: nothing was measured under load.")
+    return 1 if (results.errors or mismatches or not results.stages_run) else 0
 
 
 def main(argv=None) -> int:
@@ -585,7 +592,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="small sweeps (28 images on demo-shapes) and fewer clicks: proves the script works")
     parser.add_argument("--clicks", type=int, default=None, help="display clicks per session per stage, at least")
-    parser.add_argument("--max-seconds", type=int, default=None, help="stop starting new stages after this long")
+    parser.add_argument("--max-seconds", type=int, default=None,
+                        help="stop starting new load stages this long after the load began (the 0-sweep stage always runs)")
     parser.add_argument("--port", type=int, default=0,
                         help="loopback port of the reference server (the load server takes the next); default: free ones")
     parser.add_argument("--session-ttl", type=int, default=120,
