@@ -203,6 +203,7 @@ class SessionWatcher:
                 self._seen.pop(sid, None)
         self.ended += len(ended)
         if ended:
+            _LOGGER.info("session watcher: closed %d session(s) gone past the reconnect window", len(ended))
             self._reclaim_due = True
         if self._reclaim_due and self._on_ended():
             self._reclaim_due = False
