@@ -1,22 +1,28 @@
 """Load test: N real browser sessions against one ``streamlit run app.py`` server on loopback.
 
-What it does (bounded in sessions, clicks and wall time; loopback only; stops by itself):
+What it does (bounded in sessions, clicks and wall time; loopback only — the server listens on
+127.0.0.1 and Chromium resolves no other host; it stops by itself):
 
 1. **Single-session reference** on a fresh server: one session per demo set (shapes, digits) does
    the display-click cycle alone on Feature maps (these are the "0 sweeps, 1 session" figures),
    and each sweep zip is swept alone (the "one sweep alone" times). The numbers the page shows
    are kept: the zero-activation caption of each (block, image) and each sweep's recommendation.
-2. **Load** on a second fresh server (so nothing is cached from step 1): ``--sessions`` browser
-   contexts (separate Streamlit sessions) on one headless Chromium. Three quarters are *display*
-   sessions (half on the shapes demo set, half on digits): they open the app and keep switching
-   the block and the image on Feature maps, then open Embeddings. The other quarter are *sweep*
-   sessions: in each stage, 0, 2, then 4 of them (as many as there are) open a fresh session,
-   upload their own zip of labelled images (generated here, one per sweep so no sweep hits
-   another's cache), and run the Layer-selection sweep, while the display sessions click.
+2. **Load** on a second fresh server (so nothing is cached from step 1). First a **warm-up**, one
+   session at a time: the display cycle on each demo set, Embeddings, and one sweep of a zip of its
+   own on the same backbone, so every shared network and extractor the load uses is built. Then the
+   server is left alone past Streamlit's reconnect window (``--session-ttl``) and the app's clean-up
+   of closed sessions: that is the **start** memory (TensorFlow, the shared models, the demo sets'
+   shared caches; no session open). Then ``--sessions`` browser contexts (separate Streamlit
+   sessions) on one headless Chromium: the *display* sessions (half on shapes, half on digits) open
+   the app and keep switching the block and the image on Feature maps, then open Embeddings; the
+   *sweep* sessions: in each stage, 0, 2, then 4 of them (as many as ``--sweep-sessions``) open a
+   fresh session, upload their own zip of labelled images (generated here, one per sweep so no
+   sweep hits another's cache), and run the Layer-selection sweep, while the display sessions click.
+   All sessions close; after the same wait, the **end** memory.
 3. Prints: p50/p95 click→settled of display clicks by the number of sweeps running when the
-   click was made; the sweep times (alone and under load); the server's peak resident memory
-   (the whole process tree, sampled from /proc) and its memory at start and after all sessions
-   closed; any error a session saw (``stException`` or the app's "Something went wrong"); and
+   click was made (0, 2, 4); the sweep times (alone and under load); the server's peak resident
+   memory (the whole process tree, sampled from /proc), start and end; any error a session saw
+   (``stException`` or the app's "Something went wrong", a click that never settled); and
    whether every number a session saw equals the single-session reference.
 
 "Settled" is measured in the page: a MutationObserver timestamps Streamlit's
@@ -24,9 +30,13 @@ What it does (bounded in sessions, clicks and wall time; loopback only; stops by
 from just before the click to the end of the run it caused.
 
 Usage:
-    python benchmarks/load_test.py                      # 12 sessions, 350-image sweeps on mobilenetv2 (random)
-    python benchmarks/load_test.py --sessions 4 --quick # small: demo-shapes sweeps of 28 images
-    python benchmarks/load_test.py --sessions 16        # 4 sweep sessions: the "4 sweeps running" stage
+    python benchmarks/load_test.py --sessions 12 --sweep-sessions 4   # the issue's N: stages 0, 2 and 4 sweeps
+    python benchmarks/load_test.py --sessions 3 --sweep-sessions 2 --quick --session-ttl 10   # a small check
+    python benchmarks/load_test.py --sessions 16        # a quarter sweeping (4): all three stages too
+
+``--quick``: demo-shapes sweeps of 28 images and fewer clicks (proves the script works);
+otherwise 350-image sweeps on mobilenetv2 with random weights. At most ``--sessions`` contexts are
+open at once (display sessions plus the sweeps of the current stage).
 
 Memory: each Chromium context costs roughly 100–200 MiB on this machine; the server's figures are
 printed. Other processes on the machine (other work in parallel) slow every figure down alike.
@@ -55,7 +65,8 @@ sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+                 "--no-first-run", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # loopback only
 READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 STARTUP_S = 120
 BLOCKS = ["block3", "block4", "block1", "block2"]  # demo-shapes; the default is block2, so each pick changes it
@@ -93,8 +104,8 @@ def free_port() -> int:
 class Server:
     """``streamlit run app.py`` on a free loopback port, with a /proc memory sampler of its process tree."""
 
-    def __init__(self, tmp: Path, name: str):
-        self.port = free_port()
+    def __init__(self, tmp: Path, name: str, port: int = 0, session_ttl: int = 120):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}.log"
         env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
@@ -103,7 +114,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                  "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                 "--browser.gatherUsageStats", "false"],
+                 "--server.disconnectedSessionTTL", str(session_ttl), "--browser.gatherUsageStats", "false"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.peak = 0
         self._stop = threading.Event()
@@ -199,6 +210,7 @@ class Results:
     seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
+    stages_run: list[int] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ one session
@@ -354,6 +366,8 @@ async def reference_run(url, browser, results: Results, zips, args, step_ms) -> 
     results.reference = {key: next(iter(values)) for key, values in results.seen.items()}
     results.seen.clear()
     for name, (path, n) in zips.items():
+        if name == WARM_ZIP:
+            continue
         s = Session(browser, url, f"reference-sweep-{name}", results, step_ms)
         await s.open()
         seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
@@ -361,6 +375,42 @@ async def reference_run(url, browser, results: Results, zips, args, step_ms) -> 
         results.sweeps_alone[name] = seconds
         sweep_texts[name] = text
     return sweep_texts
+
+
+async def warm_up(url, browser, zips, args, step_ms) -> None:
+    """One session at a time, what the load will do: both demo sets' display cycle, Embeddings, one sweep.
+
+    Its own results (nothing is counted): it only builds every shared network and extractor the load
+    uses, so the start memory holds them (the pool keeps them by design) and the end can be compared.
+    """
+    scratch = Results()
+    for demo in ("shapes", "digits"):
+        s = Session(browser, url, f"warm-up-{demo}", scratch, step_ms)
+        await s.open()
+        await s.choose_demo(demo)
+        for k in range(8):
+            await s.display_click(demo, k)
+        await s.open_page("Embeddings", "Embeddings")
+        await s.close()
+    if WARM_ZIP in zips:
+        path, n = zips[WARM_ZIP]
+        s = Session(browser, url, "warm-up-sweep", scratch, step_ms)
+        await s.open()
+        await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
+        await s.close()
+    if scratch.errors:
+        print(f"  warm-up saw {len(scratch.errors)} error(s): {scratch.errors[:3]}", flush=True)
+
+
+async def settle(server: Server, seconds: float, what: str) -> int:
+    """Wait ``seconds`` with no session open, then the server's resident bytes (the lowest of the last few samples)."""
+    print(f"  waiting {seconds:.0f} s with no session open ({what}) …", flush=True)
+    await asyncio.sleep(max(0.0, seconds - 5))
+    samples = []
+    for _ in range(5):
+        samples.append(server.rss())
+        await asyncio.sleep(1)
+    return min(samples)
 
 
 async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float) -> dict[str, str]:
@@ -396,10 +446,11 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
             await s.close()
 
     for level in levels:
-        if time.monotonic() > deadline:
+        if level and time.monotonic() > deadline:
             print(f"  time limit reached before the {level}-sweep stage", flush=True)
             break
         print(f"  stage: {level} sweeps while {n_display} sessions click …", flush=True)
+        results.stages_run.append(level)
         stop = asyncio.Event()
         clickers = [asyncio.create_task(keep_clicking(i, stop, args.clicks)) for i in range(n_display)]
         if level:
@@ -413,9 +464,16 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
     return sweep_texts
 
 
+WARM_ZIP = "warm-up"
+
+
 def sweep_zips(args, tmp: Path) -> dict[str, tuple[Path, int]]:
-    """Zips for the load stages (one per sweep, distinct content) — the reference sweeps the same ones."""
+    """Zips for the load stages (one per sweep, distinct content) — the reference sweeps the same ones —
+    and one of its own for the warm-up."""
     zips = {}
+    if args.sweep_sessions:
+        path = tmp / f"{WARM_ZIP}.zip"
+        zips[WARM_ZIP] = (path, make_zip(path, args.per_class, seed=7))
     levels = [lvl for lvl in (2, 4) if lvl <= args.sweep_sessions] or ([args.sweep_sessions] if args.sweep_sessions else [])
     for level in levels:
         for j in range(level):
@@ -433,7 +491,6 @@ async def main_async(args) -> int:
     PlaywrightTimeout = _Timeout
 
     started = time.monotonic()
-    deadline = started + args.max_seconds
     step_ms = 240_000
     tmp = Path(tempfile.mkdtemp(prefix="layer-explorer-load-"))
     zips = sweep_zips(args, tmp)
@@ -445,7 +502,7 @@ async def main_async(args) -> int:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             print("1. single-session reference on a fresh server …", flush=True)
-            ref = Server(tmp, "reference")
+            ref = Server(tmp, "reference", args.port, args.session_ttl)
             try:
                 ref.wait_healthy()
                 ref_texts = await reference_run(ref.url, browser, results, zips, args, step_ms)
@@ -454,19 +511,18 @@ async def main_async(args) -> int:
             single_clicks = [c.seconds for c in results.clicks]
             results.clicks.clear()
             print("2. load on a second fresh server …", flush=True)
-            server = Server(tmp, "load")
+            server = Server(tmp, "load", args.port + 1 if args.port else 0, args.session_ttl)
             try:
                 server.wait_healthy()
-                # "Start" is the warm server: one session has loaded the app (and TensorFlow) and left.
-                warm = Session(browser, server.url, "warm-up", results, step_ms)
-                await warm.open()
-                await warm.close()
-                await asyncio.sleep(args.settle_s)
-                rss_start = server.rss()
+                print("   warm-up: one session at a time, every view and a sweep the load will use …", flush=True)
+                await warm_up(server.url, browser, zips, args, step_ms)
+                rss_start = await settle(server, args.settle_s, "the start")
+                server.peak = rss_start  # the peak under load, not the warm-up's
+                # The time limit counts from here: the reference and the warm-up are not the load.
+                deadline = time.monotonic() + args.max_seconds
                 load_texts = await load_run(server.url, browser, results, zips, args, step_ms, deadline)
-                await asyncio.sleep(args.settle_s)  # sessions closed: give the server time to drop them
-                rss_end = server.rss()
                 peak = server.peak
+                rss_end = await settle(server, args.settle_s, "the end")
             finally:
                 server.stop()
         finally:
@@ -477,14 +533,20 @@ async def main_async(args) -> int:
     print("\nDisplay clicks on Feature maps (click → page settled):")
     print(f"  single session, nothing else running: n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
           f"  p95 {percentile(single_clicks, .95):.2f} s")
-    levels = sorted({c.sweeps_at_start for c in results.clicks})
+    n_display = max(1, args.sessions - args.sweep_sessions)
+    print(f"  {n_display} display sessions clicking, by the sweeps running when the click was made:")
+    levels = sorted({0, 2, 4} | {c.sweeps_at_start for c in results.clicks})
     for level in levels:
         times = [c.seconds for c in results.clicks if c.sweeps_at_start == level]
-        print(f"  {level} sweep{'' if level == 1 else 's'} running: n={len(times)}  p50 {percentile(times, .5):.2f} s  "
-              f"p95 {percentile(times, .95):.2f} s")
-    if 4 > args.sweep_sessions:
-        print(f"  (with {args.sweep_sessions} sweep sessions, stages above {args.sweep_sessions} sweeps cannot run; "
-              "--sessions 16 gives the 4-sweep stage)")
+        label = f"  {level} sweep{'' if level == 1 else 's'} running:"
+        if times:
+            print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
+        elif level > args.sweep_sessions:
+            print(f"{label} not run (--sweep-sessions {args.sweep_sessions}; --sweep-sessions 4 runs it)")
+        elif level in (0, 2, 4) and level not in results.stages_run:
+            print(f"{label} not run (the time limit, --max-seconds {args.max_seconds}, came first)")
+        else:
+            print(f"{label} no click fell in this stage")
     print("Sweeps:")
     for name, seconds in results.sweeps_alone.items():
         print(f"  {name}: alone {seconds:.1f} s")
@@ -493,8 +555,12 @@ async def main_async(args) -> int:
     for what, times in (("Opening the app", results.page_opens), ("Opening Embeddings", results.embeddings_opens)):
         if times:
             print(f"{what}: n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
-    print(f"Server memory (process tree): warm start {rss_start / gib:.2f} GiB, peak {peak / gib:.2f} GiB, "
-          f"after all sessions closed {rss_end / gib:.2f} GiB ({(rss_end - rss_start) / max(rss_start, 1):+.0%}).")
+    print(f"Server memory (process tree): peak under load {peak / gib:.2f} GiB; start {rss_start / gib:.2f} GiB, "
+          f"after all sessions closed {rss_end / gib:.2f} GiB ({(rss_end - rss_start) / max(rss_start, 1):+.1%}).")
+    print(f"  start = after the warm-up (the shared networks and extractors of every view the load uses are "
+          f"built; the pool keeps them by design), no session open, {args.settle_s:.0f} s after the last closed; "
+          f"end = the same wait after the load's last session closed (Streamlit's reconnect window here: "
+          f"{args.session_ttl} s).")
     print(f"Errors seen by sessions: {len(results.errors)}")
     for e in results.errors[:20]:
         print(f"  {e}")
@@ -513,7 +579,9 @@ async def main_async(args) -> int:
     for m in mismatches[:20]:
         print(f"  {m}")
     print(f"Wall time {time.monotonic() - started:.0f} s; logs in {tmp}")
-    return 1 if (results.errors or mismatches) else 0
+    if not results.stages_run:
+        print("No load stage ran: nothing was measured under load.")
+    return 1 if (results.errors or mismatches or not results.stages_run) else 0
 
 
 def main(argv=None) -> int:
@@ -524,8 +592,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="small sweeps (28 images on demo-shapes) and fewer clicks: proves the script works")
     parser.add_argument("--clicks", type=int, default=None, help="display clicks per session per stage, at least")
-    parser.add_argument("--max-seconds", type=int, default=None, help="stop starting new stages after this long")
+    parser.add_argument("--max-seconds", type=int, default=None,
+                        help="stop starting new load stages this long after the load began (the 0-sweep stage always runs)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="loopback port of the reference server (the load server takes the next); default: free ones")
+    parser.add_argument("--session-ttl", type=int, default=120,
+                        help="Streamlit's server.disconnectedSessionTTL for both servers, seconds (default 120, "
+                             "Streamlit's own); the memory is measured after this plus the app's clean-up")
     args = parser.parse_args(argv)
+    if not 1 <= args.session_ttl <= 600:
+        parser.error(f"--session-ttl {args.session_ttl}: expected 1 to 600 seconds")
     if not 1 <= args.sessions <= 40:
         parser.error(f"--sessions {args.sessions}: expected 1 to 40 (each is a browser context on this machine)")
     args.sweep_sessions = max(1, args.sessions // 4) if args.sweep_sessions is None else args.sweep_sessions
@@ -536,7 +612,9 @@ def main(argv=None) -> int:
     args.clicks = args.clicks or (4 if args.quick else 8)
     args.max_seconds = args.max_seconds or (900 if args.quick else 2400)
     args.sweep_timeout = 600 if args.quick else 1500
-    args.settle_s = 10
+    # The app closes sessions gone past the reconnect window (a check every 2 s), then reclaims memory at most
+    # once a minute (ui.reclaim): wait for both.
+    args.settle_s = args.session_ttl + 70
     return asyncio.run(main_async(args))
 
 

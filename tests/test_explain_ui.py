@@ -63,3 +63,40 @@ def test_gradcam_snippet_runs_and_matches_the_core(tmp_path, monkeypatch, method
     np.testing.assert_allclose(heat, expected.heatmaps[0], atol=2e-3)
     for other in ("vgg16", "resnet50"):
         compile(gradcam_snippet(other, "block5_conv3", (224, 224), method=method, class_index=3), "<s>", "exec")
+
+
+def test_the_classifier_and_its_tables_count_in_the_model_pool_and_are_rebuilt_after_eviction(monkeypatch):
+    """Issue 15: the classifier head, its compiled Grad-CAM functions and the receptive fields are in
+    the shared pool, in their backbone's group: the "maximum models kept" covers them, an eviction
+    drops them with the network, and they come back on demand with the same numbers."""
+    from extractor.explain import Classifier, class_evidence
+    from ui import cache, inference_slot
+    from ui.config import BackboneConfig
+    from ui.model_pool import ModelPool
+
+    pool = ModelPool(max_models=1)
+    monkeypatch.setattr(inference_slot, "MODELS", pool)
+    config = BackboneConfig("demo-shapes", "pretrained", (64, 64))
+    group = ("backbone", "demo-shapes", "pretrained", (64, 64))
+    images = np.stack(make_shapes(per_class=1, size=64, seed=3).images)
+
+    clf = ex.classifier_for(config)
+    assert isinstance(clf, Classifier)
+    before = class_evidence(clf, images).probabilities
+    fields = ex.receptive_fields_for(config)
+    compiled = ex._compiled(config)
+    assert pool.groups() == [group]
+    held = set(pool.keys())
+    assert {("classifier", config), ("receptive-fields", config), ("gradcam-functions", config)} <= held, held
+    assert ex.classifier_for(config) is clf and ex._compiled(config) is compiled  # shared, not rebuilt
+
+    cache.load_backbone_cached(config.replace(weights="none"))  # a second configuration: bound 1
+    assert pool.groups() == [("backbone", "demo-shapes", "none", (64, 64))]
+    assert pool.stats().evictions == 1
+    assert not any(key[0] in ("classifier", "receptive-fields", "gradcam-functions") for key in pool.keys())
+
+    again = ex.classifier_for(config)
+    assert again is not clf, "rebuilt on demand"
+    np.testing.assert_allclose(class_evidence(again, images).probabilities, before, rtol=1e-6, atol=1e-6)
+    assert ex.receptive_fields_for(config) == fields
+    assert pool.groups() == [group] and pool.stats().evictions == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ui import heap
+from ui import heap, reclaim
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _thawed():
     heap._freeze_once.clear()
-    heap._book.clear()
+    reclaim.forget()
     gc.unfreeze()
     yield
     gc.unfreeze()
@@ -68,3 +68,35 @@ def test_turned_off_it_leaves_the_collector_alone(monkeypatch):
 def test_the_server_skips_streamlits_second_full_collection():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_a_session_that_ends_after_a_freeze_is_freed_by_the_reclaim_after_sessions_end(monkeypatch):
+    import weakref
+
+    monkeypatch.delenv(heap.FREEZE_ENV, raising=False)
+
+    class Session:  # Streamlit's sessions are cycles (session <-> script runner <-> callbacks)
+        def __init__(self):
+            self.me = self
+            self.state = {"features": [[i] for i in range(1000)]}
+
+    session = Session()
+    gone = weakref.ref(session)
+    heap.keep_long_lived("a model loaded while the session is open")  # the session is frozen with it
+    del session
+    gc.collect()
+    assert gone() is not None, "frozen cyclic garbage is invisible to the collector"
+    clock = [1000.0]
+    assert reclaim.after_sessions_ended(min_interval_s=60, clock=lambda: clock[0]) is True
+    assert gone() is None, "the reclaim after sessions end frees it"
+    assert gc.get_freeze_count() > 0, "what lives on is frozen again"
+    clock[0] += 30
+    assert reclaim.after_sessions_ended(min_interval_s=60, clock=lambda: clock[0]) is False  # at most once a minute
+    clock[0] += 31
+    assert reclaim.after_sessions_ended(min_interval_s=60, clock=lambda: clock[0]) is True
+
+
+def test_reclaim_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(reclaim).failed == 0

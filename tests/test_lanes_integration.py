@@ -251,6 +251,9 @@ def test_the_model_pool_evicts_beyond_its_bound_and_rebuilds_with_the_same_numbe
     again = cache.get_extractor(trained, ("block4_pool",), ("avg",))
     assert again is not first, "rebuilt on demand"
     np.testing.assert_allclose(again.run_batch(images)["block4_pool/avg"], before, rtol=1e-6, atol=1e-6)
+    # Correct, not only unchanged: the numbers of a network built outside the pool.
+    independent = FeatureExtractor(load_backbone("demo-shapes"), ["block4_pool"], ["avg"], runtime="tensorflow")
+    np.testing.assert_allclose(independent.run_batch(images)["block4_pool/avg"], before, rtol=1e-5, atol=1e-5)
 
 
 def test_the_first_render_under_auto_never_waits_for_an_openvino_conversion(monkeypatch, tmp_path):

@@ -388,3 +388,57 @@ def test_a_job_of_a_session_already_gone_does_not_start():
     with pytest.raises(JobCancelled, match="session has ended"):
         lanes.run_batch("gone", [lambda: ran.append(1)], is_alive=lambda: False)
     assert ran == [] and lanes.sessions() == set()
+
+
+def test_a_closed_session_is_shut_down_after_the_reconnect_window_and_memory_is_reclaimed_once():
+    """Streamlit stores a disconnected session for a reconnect but never shuts it down when that
+    window passes (its uploaded files stay); the watcher closes it and then reclaims memory."""
+    from ui.session_watch import SessionWatcher
+
+    lanes = WorkLanes(slots=2, max_batch_jobs=1)
+    active = {"a": True, "b": True}
+    clock = FakeClock()
+    closed: list[str] = []
+    reclaims = {"asked": 0, "allowed": False}
+
+    def on_ended():
+        reclaims["asked"] += 1
+        return reclaims["allowed"]  # False: "too soon", ask again at the next check
+
+    watcher = SessionWatcher(lanes, grace_s=10, is_active=active.__getitem__, clock=clock, reconnect_s=120,
+                             close_session=closed.append, on_ended=on_ended)
+    watcher.note("a")
+    watcher.note("b")
+    watcher.note("a")
+    assert watcher.sessions_seen() == {"a", "b"}
+    watcher.check_once()
+    assert closed == [] and reclaims["asked"] == 0
+    active["b"] = False  # b's tab closes
+    clock.now = 60.0
+    watcher.check_once()
+    assert closed == [], "within the reconnect window the session is kept (a reconnect resumes it)"
+    active["b"] = True  # it came back: the window starts again next time
+    clock.now = 100.0
+    watcher.check_once()
+    active["b"] = False
+    clock.now = 200.0
+    watcher.check_once()
+    clock.now = 319.0
+    watcher.check_once()
+    assert closed == []
+    clock.now = 321.0
+    watcher.check_once()
+    assert closed == ["b"] and watcher.sessions_seen() == {"a"} and watcher.ended == 1
+    assert reclaims["asked"] == 1
+    watcher.check_once()
+    assert reclaims["asked"] == 2, "a reclaim refused as too soon is asked for again"
+    reclaims["allowed"] = True
+    watcher.check_once()
+    watcher.check_once()
+    assert reclaims["asked"] == 3 and closed == ["b"], "once done, nothing more until another session ends"
+
+
+def test_without_a_streamlit_server_no_session_is_closed():
+    from ui.session_watch import close_stored_session
+
+    assert close_stored_session("whatever") is False

@@ -30,7 +30,8 @@ def load_lines(lanes: WorkLanes | None = None, pool: ModelPool | None = None) ->
     if pool is not None:
         stats = pool.stats()
         lines.append(f"Networks in memory: {stats.groups} of at most {stats.max_models} "
-                     f"({stats.entries} compiled extractors and networks); {stats.evictions} dropped so far.")
+                     f"({stats.entries} objects in all: networks, extractors, classifier heads); "
+                     f"{stats.evictions} dropped so far.")
     return lines
 
 

@@ -13,6 +13,7 @@ Two kinds of cache, as STYLE.md §7 says:
   argument that Streamlit does not hash, which is sound because the digests determine them.
   Cached values never hold a file *name* or label: those stay in the session (ui.state), so a
   user with the same bytes learns nothing about another user's files.
+  An upload's entries are kept in its session's own cache (ui.private_cache), gone when it ends.
 
 Every function takes the one :class:`~ui.config.BackboneConfig` as its first argument and the
 images it works on as arguments: nothing here reads the session's choices. Inference (building,
@@ -57,7 +58,7 @@ from extractor.demo import load_demo_set, load_photos
 from extractor.errors import Failure, LayerExplorerError
 from extractor.images import InvalidImageError
 
-from . import calibrated, custom_model
+from . import calibrated, custom_model, private_cache
 from .config import BackboneConfig, build_extractor
 from .image_set import ImageSet
 from .inference_slot import JobStatus, batch_job, chunk_slot, inference_slot, shared_model, shared_models
@@ -238,7 +239,7 @@ def _thumbnail(item, size: int) -> Decoded:
     return Decoded(np.asarray(im).copy(), None, tuple(notes))
 
 
-@st.cache_data(max_entries=16, max_size="256MB", show_spinner=False)
+@private_cache.data(max_entries=16, max_size="256MB")
 def decode_thumbnails(digests: tuple[str, ...], _items: Sequence, size: int = THUMBNAIL_SIZE) -> list[Decoded]:
     """Decode every image once (this is where broken files are found) and keep a thumbnail.
 
@@ -267,7 +268,7 @@ class RawMaps:
     maps: dict[str, np.ndarray]  # layer name -> (H, W, C) float32
 
 
-@st.cache_data(max_entries=12, max_size="384MB", show_spinner=False)
+@private_cache.data(max_entries=12, max_size="384MB")
 def raw_maps(config: BackboneConfig, layers: tuple[str, ...], digest: str, _item) -> RawMaps:
     """One forward pass of one image through an extractor with pooling ``none`` for ``layers``.
 
@@ -290,7 +291,7 @@ class _Chunk:
     notes: list[tuple[int, str]]
 
 
-@st.cache_data(max_entries=256, max_size="512MB", show_spinner=False)
+@private_cache.data(max_entries=256, max_size="512MB")
 def _pooled_chunk(
     config: BackboneConfig,
     layers: tuple[str, ...],

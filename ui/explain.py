@@ -1,11 +1,15 @@
 """Cached computation behind the explanation views: class evidence, Grad-CAM, receptive fields, filters.
 
-Caching policy (see :mod:`ui.cache`): the classifier and its compiled Grad-CAM functions are
-resources keyed by the model's part of the :class:`~ui.config.BackboneConfig` (name, weights,
-input size); heat maps and
-probabilities are data keyed by those plus the image digest, layer, class and method. Display
-options (opacity, the cell picked) are not in any key: they never recompute Grad-CAM. A user's
-uploaded model is never put in a cache shared between sessions.
+Caching policy (see :mod:`ui.cache`): the classifier, its compiled Grad-CAM functions and the
+receptive-field table live in the shared model pool (:data:`ui.inference_slot.MODELS`), keyed by
+the model's part of the :class:`~ui.config.BackboneConfig` (name, weights, input size) and in the
+*group* of that backbone: they count against the server's "maximum models kept", go with the
+backbone when it is evicted (a classifier holds its backbone's network, so keeping it elsewhere
+would keep an evicted network alive), and are rebuilt on demand. Heat maps and probabilities are
+data keyed by those plus the image digest, layer, class and method (an upload's in that session's
+own cache, :mod:`ui.private_cache`). Display options (opacity,
+the cell picked) are not in any key: they never recompute Grad-CAM. A user's uploaded model is
+never put in a cache shared between sessions.
 
 Example:
     >>> tiles = filter_tiles(np.random.default_rng(0).normal(size=(3, 3, 3, 8)))
@@ -24,9 +28,9 @@ from extractor.explain import ClassEvidence, Classifier, NoClassifier, class_evi
 from extractor.layers import SEPARATOR
 from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
-from . import cache, custom_model
+from . import cache, custom_model, private_cache
 from .config import BackboneConfig
-from .inference_slot import inference_slot
+from .inference_slot import inference_slot, shared_model
 
 __all__ = [
     "CamView",
@@ -65,20 +69,30 @@ def classifier_for(config: BackboneConfig) -> Classifier | NoClassifier:
     return _shared_classifier(_model_key(config))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the classifier head…")
+def _group(config: BackboneConfig) -> tuple:
+    """The pool group of the backbone of ``config`` (the key ``ui.cache`` files the network under)."""
+    return ("backbone", config.name, config.weights, tuple(config.input_size))
+
+
 def _shared_classifier(config: BackboneConfig) -> Classifier | NoClassifier:
-    backbone, _ = cache.load_backbone_cached(config)
-    with inference_slot():
-        return find_classifier(backbone)
+    def build():
+        backbone, _ = cache.load_backbone_cached(config)  # outside the slot: it may be another session's build
+        with st.spinner("Loading the classifier head…"), inference_slot():
+            return find_classifier(backbone)
+
+    return shared_model(("classifier", config), build, group=_group(config))
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
 def _compiled(config: BackboneConfig) -> dict:
-    """Compiled Grad-CAM functions of one classifier, by (layer, method); filled by grad_cam."""
-    return {}
+    """Compiled Grad-CAM functions of one classifier, by (layer, method); filled by grad_cam.
+
+    In the classifier's group, so an evicted classifier never leaves its compiled functions (and
+    the network they hold) behind.
+    """
+    return shared_model(("gradcam-functions", config), dict, group=_group(config))
 
 
-@st.cache_data(max_entries=64, max_size="64MB", show_spinner=False)
+@private_cache.data(max_entries=64, max_size="64MB")
 def evidence_for(config: BackboneConfig, digest: str, _item) -> ClassEvidence | None:
     """Class probabilities for one image (None when the backbone has no classifier).
 
@@ -92,7 +106,7 @@ def evidence_for(config: BackboneConfig, digest: str, _item) -> ClassEvidence | 
         return class_evidence(clf, view[None])
 
 
-@st.cache_data(max_entries=64, max_size="128MB", show_spinner=False)
+@private_cache.data(max_entries=64, max_size="128MB")
 def gradcam_for(config: BackboneConfig, digest: str, layer: str, class_index: int, method: str, _item) -> CamView:
     """Grad-CAM of one image for one layer, class (-1: predicted) and method."""
     clf = classifier_for(config)
@@ -180,7 +194,9 @@ def receptive_fields_for(config: BackboneConfig) -> dict:
     return _shared_fields(_model_key(config))
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
 def _shared_fields(config: BackboneConfig) -> dict:
-    backbone, _ = cache.load_backbone_cached(config)
-    return receptive_fields(backbone.model)
+    def build():
+        backbone, _ = cache.load_backbone_cached(config)
+        return receptive_fields(backbone.model)
+
+    return shared_model(("receptive-fields", config), build, group=_group(config))

@@ -16,7 +16,9 @@ The trade-off: a frozen object that later becomes cyclic garbage — a network e
 collector while it stays frozen (reference counting still frees everything acyclic). So the frozen
 heap is bounded: when it has doubled since the last full reclaim, the next freeze first unfreezes
 and runs one full collection (about a second, paid when a new model is loaded anyway), which frees
-the evicted models, then freezes what is left.
+the evicted models, then freezes what is left. The sessions open at a freeze are frozen too; when
+sessions end, the session watcher runs the same full collection (:mod:`ui.reclaim`, at most once a
+minute), so a closed session's state does not stay behind in the frozen heap.
 
 ``LAYER_EXPLORER_GC_FREEZE=0`` turns this off (benchmarks/bench_analysis.py --browser-baseline
 compares both).
@@ -34,7 +36,7 @@ import os
 
 import streamlit as st
 
-from . import custom_model
+from . import custom_model, reclaim
 from .config import BackboneConfig
 
 __all__ = ["FREEZE_ENV", "freeze_enabled", "keep_long_lived", "keep_network"]
@@ -51,26 +53,13 @@ def freeze_enabled() -> bool:
     return os.environ.get(FREEZE_ENV, "1").strip() != "0"
 
 
-@st.cache_resource(show_spinner=False)
-def _book() -> dict[str, int]:
-    # Process-wide bookkeeping of the process-wide heap (no user data): the frozen count after the
-    # last full reclaim.
-    return {"reclaimed_at": 0}
-
-
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _freeze_once(what: tuple[str, ...]) -> int:
-    book = _book()
-    if gc.get_freeze_count() > 2 * max(book["reclaimed_at"], _MIN_RECLAIM):
-        gc.unfreeze()
-        gc.collect()  # frees networks evicted from the caches since the last reclaim
-        gc.freeze()
-        book["reclaimed_at"] = gc.get_freeze_count()
-    else:
-        gc.collect(1)  # this run's young cyclic garbage is not worth keeping forever
-        gc.freeze()
-        if not book["reclaimed_at"]:
-            book["reclaimed_at"] = gc.get_freeze_count()
+    if gc.get_freeze_count() > 2 * max(reclaim.reclaimed_at(), _MIN_RECLAIM):
+        return reclaim.full_collection(freeze=True)  # frees networks evicted from the caches since the last one
+    gc.collect(1)  # this run's young cyclic garbage is not worth keeping forever
+    gc.freeze()
+    reclaim.note_first_freeze(gc.get_freeze_count())
     return gc.get_freeze_count()
 
 

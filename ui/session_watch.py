@@ -12,7 +12,17 @@ reconnect. So:
   blip does not cancel a sweep;
 * :class:`SessionWatcher` is a daemon thread that, every few seconds, cancels the queued and
   running jobs of every session that has been inactive longer than the grace period — this covers
-  jobs whose thread is busy inside a long chunk.
+  jobs whose thread is busy inside a long chunk;
+* it also frees what a closed session leaves behind. Streamlit keeps a disconnected session (its
+  session state, its uploaded files) for ``server.disconnectedSessionTTL`` seconds in case the tab
+  reconnects, but past that it only drops it from its storage at some later write, without shutting
+  it down — so the uploaded files stay in its file manager. Every session that ran the app is
+  noted (:meth:`SessionWatcher.note`); once one has been inactive longer than that window, the
+  watcher closes it through Streamlit's thread-safe ``Runtime.clear_user_info_for_session`` (for a
+  stored session: a full shutdown on the event loop — session state, uploaded files, media,
+  session-scoped caches), then runs :func:`ui.reclaim.after_sessions_ended` (a full collection
+  through the frozen heap and ``malloc_trim``, at most once a minute; retried at the next check
+  when too soon).
 
 Outside a Streamlit server (AppTest, tests, the command line) there is no runtime: every session
 counts as alive, so nothing is cancelled behind anyone's back.
@@ -26,18 +36,22 @@ Example (in a page)::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
-from streamlit import runtime
+from streamlit import config, runtime
 from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
+from . import reclaim
 from .work_lanes import WorkLanes
 
-__all__ = ["GRACE_S", "current_session_id", "session_active", "alive_check", "rerun_requested", "SessionWatcher",
-           "watch"]
+__all__ = ["GRACE_S", "current_session_id", "session_active", "alive_check", "rerun_requested", "reconnect_window",
+           "close_stored_session", "SessionWatcher", "watch"]
+
+_LOGGER = logging.getLogger("layer_explorer.ui")
 
 GRACE_S = 10.0  # a session inactive this long is gone (Streamlit's reconnect window is longer; work stops sooner)
 _INTERVAL_S = 2.0
@@ -57,6 +71,30 @@ def session_active(session_id: str) -> bool:
     if not runtime.exists():
         return True
     return runtime.get_instance().is_active_session(session_id)
+
+
+def reconnect_window() -> float:
+    """Seconds Streamlit keeps a disconnected session for a reconnect (``server.disconnectedSessionTTL``)."""
+    try:
+        return float(config.get_option("server.disconnectedSessionTTL"))
+    except (KeyError, TypeError, ValueError):
+        return 120.0
+
+
+def close_stored_session(session_id: str) -> bool:
+    """Shut down a disconnected session Streamlit still stores; whether it asked (False if active or no runtime).
+
+    ``Runtime.clear_user_info_for_session`` is Streamlit's thread-safe way to do it: for a session
+    that exists only in storage, it closes it on the event loop (``AppSession.shutdown``: uploaded
+    files, media references and session-scoped caches go, and the session state with the session).
+    """
+    if not runtime.exists():
+        return False
+    instance = runtime.get_instance()
+    if instance.is_active_session(session_id):
+        return False
+    instance.clear_user_info_for_session(session_id)
+    return True
 
 
 class _Grace:
@@ -109,18 +147,42 @@ def rerun_requested() -> Callable[[], bool]:
 
 
 class SessionWatcher:
-    """Cancels the batch work of sessions that went away; :meth:`check_once` is one sweep over them."""
+    """Cancels the batch work of sessions that went away and frees what they leave; :meth:`check_once` is one pass.
+
+    ``note(session_id)``: a session that ran the app. Once it has been inactive ``reconnect_s``
+    (default: Streamlit's reconnect window) it is closed with ``close_session`` and, if any went,
+    ``on_ended()`` runs (it returns whether it ran; if not, it is asked again at the next check).
+    """
 
     def __init__(self, lanes: WorkLanes, interval_s: float = _INTERVAL_S, grace_s: float = GRACE_S,
-                 is_active: Callable[[str], bool] = session_active, clock: Callable[[], float] = time.monotonic):
+                 is_active: Callable[[str], bool] = session_active, clock: Callable[[], float] = time.monotonic,
+                 reconnect_s: float | None = None, close_session: Callable[[str], object] = close_stored_session,
+                 on_ended: Callable[[], bool] = reclaim.after_sessions_ended):
         self.lanes, self.interval_s, self.grace_s = lanes, interval_s, grace_s
+        self.reconnect_s = reconnect_window() if reconnect_s is None else reconnect_s
         self._is_active, self._clock = is_active, clock
+        self._close, self._on_ended = close_session, on_ended
         self._checks: dict[str, _Grace] = {}
+        self._seen: dict[str, _Grace] = {}
+        self._lock = threading.Lock()
+        self._reclaim_due = False
+        self.ended = 0  # sessions closed so far
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def note(self, session_id: str) -> None:
+        """Remember a session that ran the app (cheap; called on every run)."""
+        if session_id in self._seen:
+            return
+        with self._lock:
+            self._seen.setdefault(session_id, _Grace(session_id, self._is_active, self.reconnect_s, self._clock))
+
+    def sessions_seen(self) -> set[str]:
+        with self._lock:
+            return set(self._seen)
+
     def check_once(self) -> list[str]:
-        """Cancel the jobs of every gone session; the sessions cancelled."""
+        """Cancel the jobs of every gone session, close sessions past the reconnect window; the sessions cancelled."""
         sessions = self.lanes.sessions()
         for sid in list(self._checks):
             if sid not in sessions:
@@ -131,6 +193,20 @@ class SessionWatcher:
             if not check():
                 self.lanes.cancel_session(sid)
                 gone.append(sid)
+        with self._lock:
+            seen = list(self._seen.items())
+        ended = [sid for sid, check in seen if not check()]
+        for sid in ended:
+            self.lanes.cancel_session(sid)
+            self._close(sid)
+            with self._lock:
+                self._seen.pop(sid, None)
+        self.ended += len(ended)
+        if ended:
+            _LOGGER.info("session watcher: closed %d session(s) gone past the reconnect window", len(ended))
+            self._reclaim_due = True
+        if self._reclaim_due and self._on_ended():
+            self._reclaim_due = False
         return gone
 
     def start(self) -> SessionWatcher:
@@ -144,7 +220,10 @@ class SessionWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.check_once()
+            try:
+                self.check_once()
+            except Exception:  # the watcher must outlive one bad pass (logged, tried again next time)
+                _LOGGER.exception("session watcher: one pass failed")
 
 
 def watch(lanes: WorkLanes) -> SessionWatcher:
