@@ -11,7 +11,7 @@ import streamlit as st
 from extractor import representative_layers, split_key
 from extractor.errors import LayerExplorerError
 from extractor.reduce import DegenerateFeaturesError, EmbeddingError, TooFewImagesError, umap_available
-from ui import charts, embedding_maps, features, heap, state
+from ui import charts, embedding_maps, features, heap, rendered, state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -139,7 +139,7 @@ def panel(key, fetch, ctx):
     rows = charts.selected_indices(frame, event)
     if rows:  # right under the map; names and the full list are in "Selected images" below the grid
         shown = rows[:SHOWN_UNDER_MAP]
-        st.image([ctx["thumbs"][i] for i in shown], width=40, output_format="PNG",
+        st.image(rendered.pngs([ctx["thumbs"][i] for i in shown]), width=40, output_format="PNG",
                  alt=[f"Selected in {key}: {feats.names[i]}" for i in shown])
         st.caption(f"{len(rows)} selected" + (f" (first {len(shown)} shown)" if len(rows) > len(shown) else "")
                    + " · names below the maps.")
@@ -156,7 +156,7 @@ def selected_images(selections, feats, thumbs) -> None:
     for key, rows in picked:
         st.markdown(f"**{len(rows)}** selected in {state.escape_markdown(key)}")
         shown = rows[:SHOWN_SELECTED]
-        st.image([thumbs[i] for i in shown], width=96, output_format="PNG",
+        st.image(rendered.pngs([thumbs[i] for i in shown]), width=96, output_format="PNG",
                  caption=[state.escape_markdown(charts.short_name(feats.names[i])) for i in shown],
                  alt=[f"Selected: {feats.names[i]}" for i in shown])
         if len(rows) > len(shown):
@@ -226,7 +226,7 @@ def neighbours(keys, fetch, images, thumbs) -> None:
     pics = [thumbs[index]] + [thumbs[j] for j, _ in found]
     captions = [f"query · {state.escape_markdown(charts.short_name(feats.names[index]))}"]
     captions += [f"cos {sim:.3f} · {state.escape_markdown(charts.short_name(feats.names[j]))}" for j, sim in found]
-    st.image(pics, width=112, caption=captions, output_format="PNG",
+    st.image(rendered.pngs(pics), width=112, caption=captions, output_format="PNG",
              alt=[f"Query: {feats.names[index]}"] + [f"Neighbour: {feats.names[j]}" for j, _ in found])
     what = "The image" if len(found) == 1 else f"The {len(found)} images"
     st.caption(f"{what} most similar to the query under {state.escape_markdown(key)} "
