@@ -1,14 +1,16 @@
 """Click → settled, as a user waits for it in the real browser: the one observer every browser benchmark uses.
 
-"Settled" means all of these hold, and the page has not changed for ``QUIET_MS`` (the time
-reported is that of the last change, so the quiet window is not counted):
+"Settled" means all of these hold (the time reported is that of the page's last change, so the
+quiet window is not counted):
 
 * the rerun the click caused has started and ended (a ``MutationObserver`` on the app's
   ``data-test-script-state``, so no run is missed however short), and Streamlit's running
   indicator is gone;
 * no element is stale (``data-stale="true"``: left over from the previous run, drawn faded);
 * every Vega chart has drawn its marks (Vega renders after the script's last message);
-* every image on the page has loaded.
+* every image on the page has loaded;
+* the page's content (``stMain``; not dropdowns or tooltips, which live outside it) has not changed
+  for ``QUIET_MS``.
 
 Also here: :func:`server`, a ``streamlit run`` of this checkout or of any git revision
 (``git archive`` into a temporary folder, nothing written to the repository), so a benchmark can
@@ -48,8 +50,10 @@ OBSERVER = """() => {
   const le = window.__le = {runs: [], last: performance.now()};
   new MutationObserver(() => le.runs.push(app.getAttribute('data-test-script-state')))
     .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  // The page's own content only: an open dropdown or a tooltip lives in a portal outside it.
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
   new MutationObserver(() => { le.last = performance.now(); })
-    .observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+    .observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
 
 # ``false`` until settled; then how long the page has been quiet (ms).
@@ -63,7 +67,8 @@ SETTLED = """([n, quietMs]) => {
   const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
   if (!charts.every(c => c.querySelector('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, canvas')))
     return false;
-  if (![...document.images].every(i => i.complete)) return false;
+  const main = document.querySelector('[data-testid="stMain"]') || document;
+  if (![...main.querySelectorAll('img')].every(i => i.complete)) return false;
   const quiet = performance.now() - le.last;
   return quiet >= quietMs ? quiet : false;
 }"""
