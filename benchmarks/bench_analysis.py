@@ -218,7 +218,7 @@ def browser_session(browser, url: str, repeats: int, think_ms: int):
 
     A generator, so two servers can be driven click by click in turn (side by side under the same load).
     """
-    from browser_support import settle
+    from browser_timing import settle
 
     pooling = "max (global max)"
     page = browser.new_page(viewport={"width": 1400, "height": 3600})

@@ -47,7 +47,7 @@ def _pick(page, label: str, option_index: int | None = None, name: str | None = 
 
 def browser_session(browser, url: str, repeats: int):
     """The timed switches on one server: yields ``(what, seconds)`` per click (``None`` while warming)."""
-    from browser_support import settle
+    from browser_timing import settle
 
     page = browser.new_page(viewport={"width": 1400, "height": 3600})
     try:

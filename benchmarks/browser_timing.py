@@ -8,7 +8,7 @@ quiet window is not counted):
   indicator is gone;
 * no element is stale (``data-stale="true"``: left over from the previous run, drawn faded);
 * every Vega chart has drawn its marks (Vega renders after the script's last message);
-* every image on the page has loaded;
+* every image in view has loaded (lazy images below the fold wait for a scroll, as for the user);
 * the page's content (``stMain``; not dropdowns or tooltips, which live outside it) has not changed
   for ``QUIET_MS``.
 
@@ -68,10 +68,28 @@ SETTLED = """([n, quietMs]) => {
   if (!charts.every(c => c.querySelector('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, canvas')))
     return false;
   const main = document.querySelector('[data-testid="stMain"]') || document;
-  if (![...main.querySelectorAll('img')].every(i => i.complete)) return false;
+  // Images in view (lazy ones below the fold load only when scrolled to, as for the user).
+  const inView = i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; };
+  if (![...main.querySelectorAll('img')].every(i => i.complete || !inView(i))) return false;
   const quiet = performance.now() - le.last;
   return quiet >= quietMs ? quiet : false;
 }"""
+
+# Which part of SETTLED does not hold (for the error when a click never settles).
+DIAGNOSE = """n => {
+  const main = document.querySelector('[data-testid="stMain"]') || document;
+  return {runs: window.__le.runs.slice(n),
+          stale: document.querySelectorAll('[data-stale="true"]').length,
+          charts: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                    .filter(c => !c.querySelector('svg path, canvas')).length,
+          images: [...main.querySelectorAll('img')].filter(i => !i.complete).map(i => i.alt).slice(0, 5),
+          quietMs: performance.now() - window.__le.last};
+}"""
+
+
+def settle(page, timeout_ms: int = 600_000) -> None:
+    """Wait until the app's script has finished its run (a first run builds a network: minutes under load)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
 
 
 def install(page) -> None:
@@ -92,7 +110,10 @@ def timed(page, action: Callable[[], object], think_ms: int = 1000, quiet_ms: in
     n = page.evaluate("() => window.__le.runs.length")
     start = time.perf_counter()
     action()
-    quiet = page.wait_for_function(SETTLED, arg=[n, quiet_ms], timeout=120_000, polling=20).json_value()
+    try:
+        quiet = page.wait_for_function(SETTLED, arg=[n, quiet_ms], timeout=120_000, polling=20).json_value()
+    except Exception as exc:
+        raise RuntimeError(f"the page did not settle: {page.evaluate(DIAGNOSE, n)}") from exc
     return time.perf_counter() - start - float(quiet) / 1000.0
 
 
