@@ -12,7 +12,7 @@ from extractor import BACKBONES, representative_layers
 from extractor.activation_max import activation_maximisation
 from extractor.cka import estimator_name
 from extractor.errors import LayerExplorerError
-from ui import cache, state
+from ui import cache, rendered, state
 from ui import channels_view as cv
 from ui import features as feat
 from ui.charts import short_name
@@ -84,12 +84,12 @@ def channel_section(channels, stats, layer, feats, images, config, info, backbon
     hi_col, lo_col = st.columns(2)
     with hi_col:
         st.markdown(f"**Highest {len(highest)}**")
-        st.image([c.pixels for c in highest], width=cv.CROP_PX,
+        st.image(rendered.pngs([c.pixels for c in highest]), width=cv.CROP_PX,
                  caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in highest],
                  alt=[f"Top image for channel {channel}: {feats.names[c.row]}" for c in highest])
     with lo_col:
         st.markdown(f"**Lowest {len(lowest)}**")
-        st.image([c.pixels for c in lowest], width=cv.CROP_PX,
+        st.image(rendered.pngs([c.pixels for c in lowest]), width=cv.CROP_PX,
                  caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in lowest],
                  alt=[f"Lowest image for channel {channel}: {feats.names[c.row]}" for c in lowest])
     field_text = "" if info.receptive_field is None else " ({:g}×{:g} pixels at this layer)".format(*info.receptive_field)
