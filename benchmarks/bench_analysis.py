@@ -196,6 +196,7 @@ def _remove_chip(page, label: str, option: str) -> None:
 
 def _add_chip(page, label: str, option: str):
     """Open the multiselect (no rerun yet) and return the click that adds ``option`` (the timed part)."""
+    page.bring_to_front()  # before opening: a page brought to the front afterwards closes its open list
     _multiselect(page, label).locator("input").first.click()
     target = page.get_by_role("option", name=option, exact=True)
     target.wait_for(timeout=30_000)
@@ -203,6 +204,7 @@ def _add_chip(page, label: str, option: str):
 
 
 def _drag(page, chart_index: int, shift: float):
+    page.bring_to_front()  # before the button goes down (see _add_chip)
     chart = page.locator(CHART).nth(chart_index)
     chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
