@@ -195,12 +195,17 @@ def _remove_chip(page, label: str, option: str) -> None:
 
 
 def _add_chip(page, label: str, option: str):
-    """Open the multiselect (no rerun yet) and return the click that adds ``option`` (the timed part)."""
+    """Open the multiselect and type ``option`` (no rerun yet); return the Enter that adds it (the timed part).
+
+    The keyboard, not a click on the open list: a click on an option sometimes closed the list
+    without choosing it (no rerun, so nothing to time).
+    """
     page.bring_to_front()  # before opening: a page brought to the front afterwards closes its open list
-    _multiselect(page, label).locator("input").first.click()
-    target = page.get_by_role("option", name=option, exact=True)
-    target.wait_for(timeout=30_000)
-    return target.click
+    box = _multiselect(page, label).locator("input").first
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option, exact=True).wait_for(timeout=30_000)
+    return lambda: box.press("Enter")
 
 
 def _drag(page, chart_index: int, shift: float):
