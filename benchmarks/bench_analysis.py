@@ -9,17 +9,20 @@
 4. The full layer sweep on 600 shapes images through demo-shapes: extraction (one pass for
    every block layer × avg/max/gem/avgmax), layer timing, scoring; and the best accuracy per block.
 5. What a user waits for, in the real browser (`streamlit run` on loopback, headless Chromium via
-   Playwright): click → the rerun it caused has ended and every chart has drawn, on the default
-   demo set (70 images, 3 layers × 2 poolings = 6 maps): a pooling removed / added and a layer
-   removed / added on Embeddings, a box dragged on a map, and a block switch on Feature maps
-   (target: median < 0.7 s). ``--browser-baseline`` runs the same against a second server with the
-   post-run heap measures turned off (``runner.postScriptGC`` on, no ``gc.freeze``: Streamlit's
-   defaults), side by side, so the ratio holds under load from other processes.
+   Playwright): click → settled (benchmarks/browser_timing.py: the rerun it caused has ended,
+   nothing stale, every chart drawn, every image loaded) on the default demo set (72 images,
+   3 layers × 2 poolings = 6 maps): a pooling removed / added and a layer removed / added on
+   Embeddings, a box dragged on a map, and a block switch on Feature maps (target: median < 0.7 s).
+   ``--against REV`` times git revision REV (``git archive``, nothing written to the repository)
+   on a second server side by side, click by click, so the ratio holds under load from other
+   processes; ``--browser-baseline`` does the same with this checkout and Streamlit's default
+   post-run heap handling (``runner.postScriptGC`` on, no ``gc.freeze``).
 
 Usage:
     python benchmarks/bench_analysis.py            # everything
     python benchmarks/bench_analysis.py --quick    # fewer reruns, 1,000 points, 210 images
-    python benchmarks/bench_analysis.py --browser-only --browser-baseline   # just 5, before and after
+    python benchmarks/bench_analysis.py --browser-only --against main     # just 5, main vs this checkout
+    python benchmarks/bench_analysis.py --browser-only --browser-baseline   # just 5, GC settings compared
 """
 
 from __future__ import annotations
@@ -40,35 +43,10 @@ import numpy as np  # noqa: E402
 APP = str(ROOT / "app.py")
 sys.path.insert(0, str(ROOT / "tests"))
 
+import browser_timing  # noqa: E402
+from browser_timing import CHART  # noqa: E402
+
 THINK_MS = 1000
-CHART = '[data-testid="stVegaLiteChart"]'
-WATCH = """() => {
-  window.__runs = [];
-  const app = document.querySelector('[data-testid="stApp"]');
-  new MutationObserver(() => window.__runs.push(app.getAttribute('data-test-script-state')))
-    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
-# Settled: the rerun the click caused has ended (seen by the observer, so none is missed) and every
-# chart on the page has drawn its marks (Vega renders after the script's last message).
-SETTLED_AFTER = """n => {
-  const runs = window.__runs.slice(n);
-  if (!runs.includes('running') || runs[runs.length - 1] !== 'notRunning') return false;
-  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
-  return charts.every(c => c.querySelector('svg .mark-symbol path, svg .mark-rect path, canvas'));
-}"""
-
-
-def _timed(page, action, think_ms: int) -> float:
-    """Click → the rerun it caused has finished and the charts have drawn."""
-    # A person looks at the page before the next click; ``think_ms`` is that pause. Work the server
-    # does after a run (Streamlit's clear_session and post-run GC) delays a click made during it.
-    page.bring_to_front()  # two servers' pages take turns; a page in the background gets no animation frames
-    page.wait_for_timeout(think_ms)
-    n = page.evaluate("() => window.__runs.length")
-    start = time.perf_counter()
-    action()
-    page.wait_for_function(SETTLED_AFTER, arg=n, timeout=120_000, polling=20)
-    return time.perf_counter() - start
 
 
 def features_like_cnn(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -217,14 +195,21 @@ def _remove_chip(page, label: str, option: str) -> None:
 
 
 def _add_chip(page, label: str, option: str):
-    """Open the multiselect (no rerun yet) and return the click that adds ``option`` (the timed part)."""
-    _multiselect(page, label).locator("input").first.click()
-    target = page.get_by_role("option", name=option, exact=True)
-    target.wait_for(timeout=30_000)
-    return target.click
+    """Open the multiselect and type ``option`` (no rerun yet); return the Enter that adds it (the timed part).
+
+    The keyboard, not a click on the open list: a click on an option sometimes closed the list
+    without choosing it (no rerun, so nothing to time).
+    """
+    page.bring_to_front()  # before opening: a page brought to the front afterwards closes its open list
+    box = _multiselect(page, label).locator("input").first
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option, exact=True).wait_for(timeout=30_000)
+    return lambda: box.press("Enter")
 
 
 def _drag(page, chart_index: int, shift: float):
+    page.bring_to_front()  # before the button goes down (see _add_chip)
     chart = page.locator(CHART).nth(chart_index)
     chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
@@ -240,7 +225,7 @@ def browser_session(browser, url: str, repeats: int, think_ms: int):
 
     A generator, so two servers can be driven click by click in turn (side by side under the same load).
     """
-    from browser_support import settle
+    from browser_timing import settle
 
     pooling = "max (global max)"
     page = browser.new_page(viewport={"width": 1400, "height": 3600})
@@ -250,31 +235,31 @@ def browser_session(browser, url: str, repeats: int, think_ms: int):
         page.goto(f"{url}/embedding-maps", timeout=120_000)
         page.locator(CHART).nth(6).wait_for(timeout=300_000)
         settle(page)
-        page.evaluate(WATCH)
+        browser_timing.install(page)
         # Warm every view once (maps cached on the server), then time the same switches again.
         for timed in (False, True):
             for _ in range(repeats if timed else 1):
-                t = _timed(page, lambda: _remove_chip(page, "Poolings", pooling), think_ms)
+                t = browser_timing.timed(page, lambda: _remove_chip(page, "Poolings", pooling), think_ms)
                 yield ("Embeddings: pooling switch", t) if timed else None
                 page.wait_for_timeout(think_ms)
-                t = _timed(page, _add_chip(page, "Poolings", pooling), 0)
+                t = browser_timing.timed(page, _add_chip(page, "Poolings", pooling), 0)
                 page.keyboard.press("Escape")  # close the list it stays open on
                 yield ("Embeddings: pooling switch", t) if timed else None
-                t = _timed(page, lambda: _remove_chip(page, "Layers", "block2_pool"), think_ms)
+                t = browser_timing.timed(page, lambda: _remove_chip(page, "Layers", "block2_pool"), think_ms)
                 yield ("Embeddings: layer switch", t) if timed else None
                 page.wait_for_timeout(think_ms)
-                t = _timed(page, _add_chip(page, "Layers", "block2_pool"), 0)
+                t = browser_timing.timed(page, _add_chip(page, "Layers", "block2_pool"), 0)
                 page.keyboard.press("Escape")
                 yield ("Embeddings: layer switch", t) if timed else None
                 for shift in (0.0, 1.0):
                     page.wait_for_timeout(think_ms)
-                    t = _timed(page, _drag(page, 6, shift), 0)
+                    t = browser_timing.timed(page, _drag(page, 6, shift), 0)
                     yield ("Embeddings: drag-select", t) if timed else None
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Feature maps").click()
         settle(page)
         page.get_by_label("Block", exact=True).wait_for(timeout=300_000)
         settle(page)
-        page.evaluate(WATCH)
+        browser_timing.install(page)
         blocks = page.get_by_label("Block", exact=True)
         for timed in (False, True):
             for _ in range(repeats if timed else 1):
@@ -282,49 +267,57 @@ def browser_session(browser, url: str, repeats: int, think_ms: int):
                     def pick(index=index):
                         blocks.click()
                         page.get_by_role("option").nth(index).click()
-                    t = _timed(page, pick, think_ms)
+                    t = browser_timing.timed(page, pick, think_ms)
                     yield ("Feature maps: block switch", t) if timed else None
     finally:
         page.close()
 
 
-def bench_browser(repeats: int, think_ms: int, baseline: bool) -> None:
+def bench_browser(repeats: int, think_ms: int, baseline: bool, against: str | None = None) -> None:
+    """Time the clicks on this checkout, and side by side on a baseline: revision ``against``, or
+    (``baseline``) this checkout with Streamlit's default post-run heap handling."""
     import tempfile
     from contextlib import ExitStack
 
-    from browser_support import launch, streamlit_server
+    from browser_support import launch
     from playwright.sync_api import sync_playwright
 
-    variants = [("after (this app's settings)", {})]
-    if baseline:
+    variants = [("after (this checkout)", None, {})]
+    if against:
+        variants.insert(0, (f"before ({against})", against, {}))
+    elif baseline:
         # Streamlit's defaults: a full gc.collect after every run, and nothing frozen, so
         # keras.backend.clear_session's own gc.collect walks the whole TensorFlow heap each time.
-        variants.insert(0, ("before (runner.postScriptGC on, no gc.freeze)",
+        variants.insert(0, ("before (runner.postScriptGC on, no gc.freeze)", None,
                             {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true", "LAYER_EXPLORER_GC_FREEZE": "0"}))
-    results: dict[str, dict[str, list[float]]] = {name: {} for name, _ in variants}
+    results: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in variants}
+    loads = [browser_timing.load_average()]
     with ExitStack() as stack, sync_playwright() as p:
-        urls = [stack.enter_context(streamlit_server(Path(stack.enter_context(tempfile.TemporaryDirectory())),
-                                                     env_extra=env)) for _, env in variants]
+        urls = [stack.enter_context(browser_timing.server(Path(stack.enter_context(tempfile.TemporaryDirectory())),
+                                                          ref, env)) for _, ref, env in variants]
         browser = launch(p)
         try:
             sessions = [browser_session(browser, url, repeats, think_ms) for url in urls]
             # Click by click in turn: both servers see the same load from the other processes.
             for steps in zip(*sessions, strict=True):
-                for (name, _), step in zip(variants, steps, strict=True):
+                for (name, _, _), step in zip(variants, steps, strict=True):
                     if step is not None:
                         results[name].setdefault(step[0], []).append(step[1])
         finally:
             browser.close()
-    print(f"5. click → settled in headless Chromium (rerun ended and every chart drawn), {think_ms} ms think time "
-          "before each click; target median < 0.7 s:")
+    loads.append(browser_timing.load_average())
+    print(f"5. click → settled in headless Chromium (benchmarks/browser_timing.py: rerun ended, nothing stale, "
+          f"charts drawn, images loaded), {think_ms} ms think time before each click; target median < 0.7 s")
+    print(f"   {loads[0]} at the start, {loads[1]} at the end")
     for name, out in results.items():
         print(f"   {name}:")
         for what, values in out.items():
             print(f"     {what:<28} median {statistics.median(values):.3f} s, max {max(values):.3f} s, n={len(values)}")
     if len(variants) == 2:
-        (before, b), (after, a) = results.items()
+        (_, b), (_, a) = results.items()
         print("   ratio before / after (medians): " + ", ".join(
-            f"{what.split(': ')[1]} {statistics.median(b[what]) / statistics.median(a[what]):.1f}×" for what in a))
+            f"{what.split(': ')[1]} {statistics.median(b[what]) / statistics.median(a[what]):.2f}×" for what in a))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -333,16 +326,18 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true", help="skip the real-browser click timings (5)")
     parser.add_argument("--browser-baseline", action="store_true",
                         help="also time a server with Streamlit's default post-run heap handling, for comparison")
+    parser.add_argument("--against", metavar="REV",
+                        help="also time git revision REV (e.g. main) side by side, click by click")
     parser.add_argument("--think-ms", type=int, default=1000, help="pause before each timed click (default 1000)")
     args = parser.parse_args()
     if args.browser_only:
-        bench_browser(2 if args.quick else 4, args.think_ms, args.browser_baseline)
+        bench_browser(2 if args.quick else 4, args.think_ms, args.browser_baseline, args.against)
         return
     bench_rerender(1 if args.quick else 3)
     bench_maps(1000 if args.quick else 2000)
     bench_sweep(30 if args.quick else 86, 210 if args.quick else 600)
     if not args.no_browser:
-        bench_browser(2 if args.quick else 4, args.think_ms, args.browser_baseline)
+        bench_browser(2 if args.quick else 4, args.think_ms, args.browser_baseline, args.against)
 
 
 if __name__ == "__main__":

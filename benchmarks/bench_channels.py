@@ -13,6 +13,7 @@
 Usage:
     python benchmarks/bench_channels.py            # everything
     python benchmarks/bench_channels.py --no-browser
+    python benchmarks/bench_channels.py --browser-only --against main   # 1 only, main vs this checkout
 """
 
 from __future__ import annotations
@@ -30,31 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import browser_timing  # noqa: E402
 import numpy as np  # noqa: E402
 
+# A person does not click twice within a second or two; a click during the server's post-run
+# clean-up (Streamlit's clear_session and GC) would wait for it (see browser_timing.timed).
 THINK_MS = 2500
-
-
-WATCH = """() => {
-  window.__runs = [];
-  const app = document.querySelector('[data-testid="stApp"]');
-  new MutationObserver(() => window.__runs.push(app.getAttribute('data-test-script-state')))
-    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
-SETTLED_AFTER = "n => window.__runs.slice(n).includes('running') && window.__runs[window.__runs.length - 1] === 'notRunning'"
-
-
-def _timed_switch(page, action) -> float:
-    """Click → the rerun it caused has finished (seen by a MutationObserver, so no run is missed)."""
-    # Think time first: after each run Streamlit calls keras.backend.clear_session() (a full
-    # gc.collect, over a second with TensorFlow loaded) *after* telling the browser the run ended;
-    # a click made during it waits for it. A person does not click twice within two seconds.
-    page.wait_for_timeout(THINK_MS)
-    n = page.evaluate("() => window.__runs.length")
-    start = time.perf_counter()
-    action()
-    page.wait_for_function(SETTLED_AFTER, arg=n, timeout=120_000, polling="raf")
-    return time.perf_counter() - start
 
 
 def _pick(page, label: str, option_index: int | None = None, name: str | None = None) -> None:
@@ -63,40 +45,64 @@ def _pick(page, label: str, option_index: int | None = None, name: str | None = 
     (options.nth(option_index) if name is None else page.get_by_role("option", name=name, exact=True)).click()
 
 
-def bench_browser(repeats: int) -> None:
-    from browser_support import launch, settle, streamlit_server
+def browser_session(browser, url: str, repeats: int):
+    """The timed switches on one server: yields ``(what, seconds)`` per click (``None`` while warming)."""
+    from browser_timing import settle
+
+    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    try:
+        page.goto(url, timeout=120_000)
+        settle(page)
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Channels & layers").click()
+        settle(page)
+        page.locator('img[alt^="Top image for channel"]').first.wait_for(timeout=120_000)
+        browser_timing.install(page)
+        yield None
+        for what in ("channel, first time", "channel seen before"):
+            for i in range(repeats):
+                yield what, browser_timing.timed(page, lambda i=i: _pick(page, "Channel", 1 + i), THINK_MS)
+        for what in ("layer switch, first visit", "layer switch, visited before"):
+            for name in ("block2_pool", "block3_pool", "block4_pool"):
+                yield what, browser_timing.timed(page, lambda name=name: _pick(page, "Layer", name=name), THINK_MS)
+    finally:
+        page.close()
+
+
+def bench_browser(repeats: int, against: str | None = None) -> None:
+    from contextlib import ExitStack
+
+    from browser_support import launch
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp)) as url, sync_playwright() as p:
+    variants = [("after (this checkout)", None)]
+    if against:
+        variants.insert(0, (f"before ({against})", against))
+    results: dict[str, dict[str, list[float]]] = {name: {} for name, _ in variants}
+    loads = [browser_timing.load_average()]
+    with ExitStack() as stack, sync_playwright() as p:
+        urls = [stack.enter_context(browser_timing.server(Path(stack.enter_context(tempfile.TemporaryDirectory())), ref))
+                for _, ref in variants]
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 3600})
-            page.goto(url, timeout=120_000)
-            settle(page)
-            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Channels & layers").click()
-            settle(page)
-            page.locator('img[alt^="Top image for channel"]').first.wait_for(timeout=120_000)
-            page.evaluate(WATCH)
-            first, again, layers_first, layers_again = [], [], [], []
-            for i in range(repeats):
-                first.append(_timed_switch(page, lambda i=i: _pick(page, "Channel", 1 + i)))
-            for i in range(repeats):
-                again.append(_timed_switch(page, lambda i=i: _pick(page, "Channel", 1 + i)))
-            for out in (layers_first, layers_again):
-                for name in ("block2_pool", "block3_pool", "block4_pool"):
-                    out.append(_timed_switch(page, lambda name=name: _pick(page, "Layer", name=name)))
-            print("1. channel/layer switch in the browser (click → settled), pooled features cached:")
-            print(f"   (each click after {THINK_MS / 1000:.1f} s of think time; see _timed_switch)")
-            print(f"   channel, first time                        median {statistics.median(first):.3f} s "
-                  f"(max {max(first):.3f}, n={len(first)})")
-            print(f"   channel seen before                        median {statistics.median(again):.3f} s "
-                  f"(max {max(again):.3f}, n={len(again)})")
-            print(f"   layer switch, first visit                  median {statistics.median(layers_first):.3f} s "
-                  f"(max {max(layers_first):.3f})")
-            print(f"   layer switch, visited before               median {statistics.median(layers_again):.3f} s "
-                  f"(max {max(layers_again):.3f})   target < 0.5 s")
+            sessions = [browser_session(browser, url, repeats) for url in urls]
+            for steps in zip(*sessions, strict=True):  # click by click in turn: the same load for both
+                for (name, _), step in zip(variants, steps, strict=True):
+                    if step is not None:
+                        results[name].setdefault(step[0], []).append(step[1])
         finally:
             browser.close()
+    loads.append(browser_timing.load_average())
+    print("1. channel/layer switch in the browser (click → settled, benchmarks/browser_timing.py), pooled features "
+          f"cached; each click after {THINK_MS / 1000:.1f} s of think time; target < 0.5 s")
+    print(f"   {loads[0]} at the start, {loads[1]} at the end")
+    for name, out in results.items():
+        print(f"   {name}:")
+        for what, values in out.items():
+            print(f"     {what:<30} median {statistics.median(values):.3f} s (max {max(values):.3f}, n={len(values)})")
+    if len(variants) == 2:
+        (_, b), (_, a) = results.items()
+        print("   ratio before / after (medians): " + ", ".join(
+            f"{what} {statistics.median(b[what]) / statistics.median(a[what]):.2f}×" for what in a))
 
 
 def bench_cka(n: int) -> None:
@@ -145,12 +151,15 @@ def main() -> None:
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--browser-only", action="store_true", help="only the real-browser switch timings (1)")
+    ap.add_argument("--against", metavar="REV", help="also time git revision REV (e.g. main) side by side")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}; figures under load from other work on this machine")
-    bench_cka(args.images)
-    bench_actmax()
+    if not args.browser_only:
+        bench_cka(args.images)
+        bench_actmax()
     if not args.no_browser:
-        bench_browser(args.repeats)
+        bench_browser(args.repeats, args.against)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from extractor import BACKBONES, representative_layers
 from extractor.activation_max import activation_maximisation
 from extractor.cka import estimator_name
 from extractor.errors import LayerExplorerError
-from ui import cache, state
+from ui import cache, rendered, state
 from ui import channels_view as cv
 from ui import features as feat
 from ui.charts import short_name
@@ -33,7 +33,7 @@ st.markdown(
 
 
 def pick_channel(table, blocks, config_name):
-    c1, c2, c3, c4 = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+    c1, c2, c4 = st.columns([3, 2, 2], vertical_alignment="bottom")
     with c4:
         all_layers = state.persistent(st.toggle, "Every layer", key="ch_all_layers", default=False,
                                       help="Off: one layer per block (its output). On: every feature-map layer, "
@@ -46,41 +46,31 @@ def pick_channel(table, blocks, config_name):
         order = state.persistent(st.selectbox, "Channel order", list(ORDER_LABELS), key="ch_order", default="max_value",
                                  format_func=ORDER_LABELS.get,
                                  help="The order of the channel list, taken from the health table below.")
-    return layer, order, c3
+    return layer, order
 
 
-with state.page_guard("looking at the channels"):
-    images = state.current_images()
-    backbone, table = state.current_backbone()
-    config = state.current_config()
-    info_by_name = {info.name: info for info in table}
-    blocks = [info.name for info in representative_layers(table, "block")]
-    random_weights = not backbone.weights.is_pretrained
+@st.fragment
+def one_channel(*args) -> None:
+    """:func:`channel_section` as a fragment (see there)."""
+    with state.page_guard("looking at the channel"):
+        channel_section(*args)
 
-    layer, order, channel_col = pick_channel(table, blocks, config.name)
-    fetch = cv.block_features(table, blocks, layer, images=images, config=config)
-    feats = fetch.features
-    if feats.failures:
-        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
-                   icon=":material/warning:")
-    rid = feat.rows_id(config, feats.digests)
-    lid = feat.labels_id(feats.labels)
-    labels = tuple(feats.labels)
-    info = info_by_name[layer]
-    stats = cv.layer_stats(rid, lid, layer, feats.features[f"{layer}/max"], feats.features[f"{layer}/avg"], labels)
-    channels = stats.order(order)
-    with channel_col:
+
+def channel_section(channels, stats, layer, feats, images, config, info, backbone, random_weights) -> None:
+    """The channel picker, the images that excite the channel most and least, and its optimised picture.
+
+    A fragment: another channel, another k or an optimisation reruns only this part, never the
+    sidebar, the feature fetch, the health table or the CKA heat map (issue 14: < 0.5 s a switch).
+    """
+    n = len(feats.names)
+    ch_col, k_col = st.columns([2, 3], vertical_alignment="bottom")
+    with ch_col:
         channel = state.persistent(st.selectbox, "Channel", channels, key=feat.widget_key("ch_channel", config.name, layer),
                                    default=channels[0], format_func=lambda c: f"channel {c}",
-                                   help="Channels in the order chosen on the left.")
-    n = len(feats.names)
-    k = state.persistent(st.slider, "Images per row (k)", key="ch_k", default=min(9, n), min_value=1,
-                         max_value=max(2, min(24, n)), help="How many highest and lowest images to show.")
-
-    if random_weights:
-        st.info("**Random weights.** Channels of an untrained network respond to colour and contrast by chance; "
-                "the top images, selectivity and activation maximisation below show what the *architecture* "
-                "does on its own, not what training taught it.", icon=":material/casino:")
+                                   help="Channels in the order chosen above.")
+    with k_col:
+        k = state.persistent(st.slider, "Images per row (k)", key="ch_k", default=min(9, n), min_value=1,
+                             max_value=max(2, min(24, n)), help="How many highest and lowest images to show.")
 
     # -- what a channel responds to
     s = stats.channels[int(channel)]
@@ -94,12 +84,12 @@ with state.page_guard("looking at the channels"):
     hi_col, lo_col = st.columns(2)
     with hi_col:
         st.markdown(f"**Highest {len(highest)}**")
-        st.image([c.pixels for c in highest], width=cv.CROP_PX,
+        st.image(rendered.pngs([c.pixels for c in highest]), width=cv.CROP_PX,
                  caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in highest],
                  alt=[f"Top image for channel {channel}: {feats.names[c.row]}" for c in highest])
     with lo_col:
         st.markdown(f"**Lowest {len(lowest)}**")
-        st.image([c.pixels for c in lowest], width=cv.CROP_PX,
+        st.image(rendered.pngs([c.pixels for c in lowest]), width=cv.CROP_PX,
                  caption=[f"{c.value:.3g} · {state.escape_markdown(short_name(feats.names[c.row]))}" for c in lowest],
                  alt=[f"Lowest image for channel {channel}: {feats.names[c.row]}" for c in lowest])
     field_text = "" if info.receptive_field is None else " ({:g}×{:g} pixels at this layer)".format(*info.receptive_field)
@@ -108,6 +98,72 @@ with state.page_guard("looking at the channels"):
         f"is cropped to the receptive field of the cell where the channel peaks{field_text}: the pixels that "
         "cell can see, clipped at the image border. The number is its max activation."
     )
+
+    # -- activation maximisation
+    st.subheader(f"The picture channel {channel} likes best")
+    st.markdown("Gradient ascent on the input: start from grey noise and change the pixels, step by step, to raise "
+                "the channel's mean activation (with small random shifts, so the pattern must work anywhere).")
+    a1, a2, a3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    with a1:
+        steps = state.persistent(st.slider, "Steps", key="ch_am_steps", default=50, min_value=10, max_value=200, step=10)
+    am_key = (config.name, config.weights, tuple(config.input_size), layer, int(channel), int(steps))
+    memo = cv.actmax_memo()
+    with a2:
+        run = st.button("Optimise a picture", key="ch_am_run", type="primary")
+    with a3:
+        cancelled = st.button("Cancel", key="ch_am_cancel", help="Stops a running optimisation.")
+    if cancelled:
+        st.info("Optimisation cancelled.", icon=":material/cancel:")
+    if run and am_key not in memo:
+        bar = st.progress(0.0, text="Optimising…")
+
+        def show(i, total, value):
+            bar.progress(i / total, text=f"Step {i} of {total}: activation {value:.3g}")
+
+        try:
+            found = activation_maximisation(backbone, layer, int(channel), steps=int(steps), progress=show,
+                                            input_size=tuple(config.input_size))
+        except LayerExplorerError as exc:
+            st.error(state.user_message(exc))
+            found = None
+        bar.empty()
+        if found is not None and not found.cancelled:
+            cv.remember_actmax(am_key, found)
+    if am_key in memo:
+        found = memo[am_key]
+        st.image(found.image, width=192, caption="An optimised picture, not a real image.",
+                 alt=f"Activation maximisation of channel {channel} of {layer}")
+        st.caption(f"Mean activation {found.start_value:.3g} → {found.best_value:.3g} in {found.steps_done} steps "
+                   f"({found.seconds:.1f} s)." + (" Random weights: the pattern comes from the architecture and chance, "
+                                                  "not from training." if random_weights else ""))
+
+
+with state.page_guard("looking at the channels"):
+    images = state.current_images()
+    backbone, table = state.current_backbone()
+    config = state.current_config()
+    info_by_name = {info.name: info for info in table}
+    blocks = [info.name for info in representative_layers(table, "block")]
+    random_weights = not backbone.weights.is_pretrained
+
+    layer, order = pick_channel(table, blocks, config.name)
+    fetch = cv.block_features(table, blocks, layer, images=images, config=config)
+    feats = fetch.features
+    if feats.failures:
+        st.warning(f"Left out ({len(feats.failures)}):\n\n" + state.bullet_list(f.message for f in feats.failures),
+                   icon=":material/warning:")
+    rid = feat.rows_id(config, feats.digests)
+    lid = feat.labels_id(feats.labels)
+    labels = tuple(feats.labels)
+    info = info_by_name[layer]
+    stats = cv.layer_stats(rid, lid, layer, feats.features[f"{layer}/max"], feats.features[f"{layer}/avg"], labels)
+    channels = stats.order(order)
+    n = len(feats.names)
+    if random_weights:
+        st.info("**Random weights.** Channels of an untrained network respond to colour and contrast by chance; "
+                "the top images, selectivity and activation maximisation below show what the *architecture* "
+                "does on its own, not what training taught it.", icon=":material/casino:")
+    one_channel(channels, stats, layer, feats, images, config, info, backbone, random_weights)
 
     # -- channel health
     st.subheader("Channel health")
@@ -214,41 +270,3 @@ with state.page_guard("looking at the channels"):
         st.caption(f"{estimator_name(result.debiased)} on {'full maps' if result.features == 'full' else 'avg-pooled features'} "
                    f"of {state.plural(result.n_images, 'image')}; rows: {state.escape_markdown(this)}, columns: "
                    f"{state.escape_markdown(that)}. n/a: a layer that does not vary over these images.")
-
-    # -- activation maximisation
-    st.subheader(f"The picture channel {channel} likes best")
-    st.markdown("Gradient ascent on the input: start from grey noise and change the pixels, step by step, to raise "
-                "the channel's mean activation (with small random shifts, so the pattern must work anywhere).")
-    a1, a2, a3 = st.columns([2, 1, 1], vertical_alignment="bottom")
-    with a1:
-        steps = state.persistent(st.slider, "Steps", key="ch_am_steps", default=50, min_value=10, max_value=200, step=10)
-    am_key = (config.name, config.weights, tuple(config.input_size), layer, int(channel), int(steps))
-    memo = cv.actmax_memo()
-    with a2:
-        run = st.button("Optimise a picture", key="ch_am_run", type="primary")
-    with a3:
-        cancelled = st.button("Cancel", key="ch_am_cancel", help="Stops a running optimisation.")
-    if cancelled:
-        st.info("Optimisation cancelled.", icon=":material/cancel:")
-    if run and am_key not in memo:
-        bar = st.progress(0.0, text="Optimising…")
-
-        def show(i, total, value):
-            bar.progress(i / total, text=f"Step {i} of {total}: activation {value:.3g}")
-
-        try:
-            found = activation_maximisation(backbone, layer, int(channel), steps=int(steps), progress=show,
-                                            input_size=tuple(config.input_size))
-        except LayerExplorerError as exc:
-            st.error(state.user_message(exc))
-            found = None
-        bar.empty()
-        if found is not None and not found.cancelled:
-            cv.remember_actmax(am_key, found)
-    if am_key in memo:
-        found = memo[am_key]
-        st.image(found.image, width=192, caption="An optimised picture, not a real image.",
-                 alt=f"Activation maximisation of channel {channel} of {layer}")
-        st.caption(f"Mean activation {found.start_value:.3g} → {found.best_value:.3g} in {found.steps_done} steps "
-                   f"({found.seconds:.1f} s)." + (" Random weights: the pattern comes from the architecture and chance, "
-                                                  "not from training." if random_weights else ""))

@@ -11,7 +11,7 @@ import streamlit as st
 from extractor import representative_layers, split_key
 from extractor.errors import LayerExplorerError
 from extractor.reduce import DegenerateFeaturesError, EmbeddingError, TooFewImagesError, umap_available
-from ui import charts, features, heap, state
+from ui import charts, embedding_maps, features, heap, rendered, state
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -88,26 +88,6 @@ def display_options(has_labels: bool):
     return color_by, point_size, select
 
 
-def compute_slow_maps(keys, fetch, rid, method, params) -> None:
-    """t-SNE / UMAP for every panel, behind the button, with a progress bar."""
-    computed = st.session_state.setdefault(features.COMPUTED_MAPS_KEY, set())
-    todo = [k for k in keys if k not in fetch.skipped]
-    name = features.METHOD_NAMES[method]
-    failed = 0
-    with st.status(f"Computing {state.plural(len(todo), name + ' map')}…", expanded=True) as status:
-        bar = st.progress(0.0)
-        for done, key in enumerate(todo, start=1):
-            bar.progress((done - 1) / len(todo), text=f"{name} of {state.escape_markdown(key)} ({done} of {len(todo)})")
-            try:
-                features.embedding(rid, key, method, params, fetch.features.features[key])
-            except EmbeddingError:
-                failed += 1  # the panel shows why
-            computed.add((rid, key, method, params))
-        bar.progress(1.0, text="Done")
-        label = features.computed_label(len(todo) - failed, failed, name)
-        status.update(label=label, state="complete" if not failed else "error", expanded=False)
-
-
 def panel(key, fetch, ctx):
     """One map: title, chart with tooltips and selection, scores. Returns (frame, selected rows) or None."""
     layer, pooling = split_key(key)
@@ -137,11 +117,13 @@ def panel(key, fetch, ctx):
         st.warning(state.user_message(exc), icon=":material/warning:")
         return None
     frame = charts.map_frame(emb.coords, feats.names, feats.labels, ctx["urls"])
-    chart = charts.scatter_chart(frame, method=method, color_by=ctx["color_by"], classes=ctx["classes"],
-                             point_size=ctx["point_size"], select=ctx["select"], explained=emb.explained_variance)
+    spec = charts.scatter_spec(
+        method=method, color_by=ctx["color_by"], classes=tuple(ctx["classes"]), point_size=int(ctx["point_size"]),
+        select=ctx["select"], explained=tuple(emb.explained_variance) if emb.explained_variance else None,
+        images=ctx["urls"] is not None, labelled=ctx["has_labels"], unlabelled=ctx["unlabelled"])
     param = "box" if ctx["select"] == "box" else "pick"
-    event = st.altair_chart(chart, key=features.widget_key("emb_chart", ctx["rid"][:10], method, ctx["select"], key),
-                            on_select="rerun", selection_mode=[param], width="stretch")
+    event = st.vega_lite_chart(frame, spec, key=features.widget_key("emb_chart", ctx["rid"][:10], method, ctx["select"], key),
+                               on_select="rerun", selection_mode=[param], width="stretch")
     lines = []
     if emb.explained_variance:
         lines.append(charts.variance_text(emb) + ".")
@@ -157,7 +139,7 @@ def panel(key, fetch, ctx):
     rows = charts.selected_indices(frame, event)
     if rows:  # right under the map; names and the full list are in "Selected images" below the grid
         shown = rows[:SHOWN_UNDER_MAP]
-        st.image([ctx["thumbs"][i] for i in shown], width=40, output_format="PNG",
+        st.image(rendered.pngs([ctx["thumbs"][i] for i in shown]), width=40, output_format="PNG",
                  alt=[f"Selected in {key}: {feats.names[i]}" for i in shown])
         st.caption(f"{len(rows)} selected" + (f" (first {len(shown)} shown)" if len(rows) > len(shown) else "")
                    + " · names below the maps.")
@@ -174,7 +156,7 @@ def selected_images(selections, feats, thumbs) -> None:
     for key, rows in picked:
         st.markdown(f"**{len(rows)}** selected in {state.escape_markdown(key)}")
         shown = rows[:SHOWN_SELECTED]
-        st.image([thumbs[i] for i in shown], width=96, output_format="PNG",
+        st.image(rendered.pngs([thumbs[i] for i in shown]), width=96, output_format="PNG",
                  caption=[state.escape_markdown(charts.short_name(feats.names[i])) for i in shown],
                  alt=[f"Selected: {feats.names[i]}" for i in shown])
         if len(rows) > len(shown):
@@ -209,7 +191,7 @@ def agreement(keys, fetch, rid) -> None:
         "in the full feature space) that both configurations keep. 100% means the same neighbourhoods; two "
         f"unrelated feature spaces would share about {chance:.0%} here."
     )
-    st.altair_chart(charts.overlap_chart(matrix), width="content")
+    st.vega_lite_chart(spec=charts.overlap_spec(matrix), width="content")
 
 
 def neighbours(keys, fetch, images, thumbs) -> None:
@@ -244,7 +226,7 @@ def neighbours(keys, fetch, images, thumbs) -> None:
     pics = [thumbs[index]] + [thumbs[j] for j, _ in found]
     captions = [f"query · {state.escape_markdown(charts.short_name(feats.names[index]))}"]
     captions += [f"cos {sim:.3f} · {state.escape_markdown(charts.short_name(feats.names[j]))}" for j, sim in found]
-    st.image(pics, width=112, caption=captions, output_format="PNG",
+    st.image(rendered.pngs(pics), width=112, caption=captions, output_format="PNG",
              alt=[f"Query: {feats.names[index]}"] + [f"Neighbour: {feats.names[j]}" for j, _ in found])
     what = "The image" if len(found) == 1 else f"The {len(found)} images"
     st.caption(f"{what} most similar to the query under {state.escape_markdown(key)} "
@@ -263,8 +245,7 @@ def maps_and_selection(keys, fetch, ctx, images, thumbs, ncols: int) -> None:
         ctx = dict(ctx, color_by=color_by, point_size=point_size, select=select)
         feats = fetch.features
         if color_by == "label" and feats.has_labels:
-            st.altair_chart(charts.legend_chart(images.classes, unlabelled=any(lab is None for lab in feats.labels)),
-                            width="stretch")
+            st.vega_lite_chart(spec=charts.legend_spec(tuple(images.classes), ctx["unlabelled"]), width="stretch")
         selections = []
         for start in range(0, len(keys), ncols):
             for key, col in zip(keys[start:start + ncols], st.columns(ncols, gap="medium"), strict=False):
@@ -298,7 +279,8 @@ with state.page_guard("drawing the embedding maps"):
                    icon=":material/warning:")
     rid = features.rows_id(config, feats.digests)
     thumbs = [images.thumbnails[i] for i in feats.indices]
-    urls, _ = charts.tooltip_thumbnails(images.digests, images.thumbnails, feats.indices, len(keys))
+    # Each thumbnail sent once (served at a /media URL); the maps' data carry its URL only.
+    urls, _ = charts.tooltip_thumbnails(images.digests, images.thumbnails, feats.indices, len(keys), serve=True)
     if urls is None:
         st.caption("Tooltips show file names only: thumbnails for this many images × maps would make the page heavy. "
                    "Fewer maps at once bring them back.")
@@ -310,15 +292,15 @@ with state.page_guard("drawing the embedding maps"):
         neighbours(keys, fetch, images, thumbs)
         st.stop()
     if method != "pca" and clicked:
-        compute_slow_maps(keys, fetch, rid, method, params)
+        embedding_maps.compute_slow_maps(keys, fetch, rid, method, params)
 
     ctx = {
         "rid": rid, "lid": features.labels_id(feats.labels), "method": method, "params": params, "urls": urls,
         "classes": images.classes, "has_labels": feats.has_labels, "thumbs": thumbs,
+        "unlabelled": any(lab is None for lab in feats.labels),
         "random": config.weights == "none", "batchnorm": features.has_batchnorm_layers(backbone),
     }
-    st.caption(f"{state.plural(len(feats.names), 'image')} through {state.escape_markdown(backbone.name)}; "
-               f"{features.METHOD_NAMES[method]} of each layer × pooling. Hover a point for its image.")
+    st.caption(embedding_maps.page_caption(len(feats.names), backbone.name, method, config))
     maps_and_selection(keys, fetch, ctx, images, thumbs, features.grid_columns(len(shown_layers), len(shown_poolings)))
     agreement(keys, fetch, rid)
     neighbours(keys, fetch, images, thumbs)

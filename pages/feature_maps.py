@@ -5,11 +5,10 @@ ui.cache.raw_maps (one forward pass per image × backbone × block, cached). Dis
 (how many channels, colour scale, colormap, overlay, opacity) never rerun the network.
 """
 
-import altair as alt
 import streamlit as st
 
 from extractor import representative_layers
-from ui import cache, explain_view, features, heap, state
+from ui import cache, explain_view, features, heap, rendered, state
 from ui import feature_maps as fm
 from ui.code_snippets import keras_snippet
 from ui.sidebar import ensure_shell
@@ -44,7 +43,8 @@ def pick_image(images) -> int:
         start = max(0, min(index - 3, n - 8))
         window = list(range(start, min(n, start + 8)))
         st.image(
-            [fm.frame(images.thumbnails[i], color=PRIMARY if i == index else (255, 255, 255)) for i in window],
+            rendered.pngs([fm.frame(images.thumbnails[i], color=PRIMARY if i == index else (255, 255, 255))
+                           for i in window]),
             width=48,
             output_format="PNG",
             alt=[f"Thumbnail of {images.names[i]}" for i in window],
@@ -78,7 +78,7 @@ def pick_layer(layers):
     return info, in_block
 
 
-def channel_grid(fmap, layer_name: str, order) -> None:
+def channel_grid(fmap, layer_name: str, order, key: tuple) -> None:
     h, w, c = fmap.shape
     st.subheader(f"Channels of {layer_name}")
     opt1, opt2, opt3 = st.columns(3)
@@ -95,12 +95,12 @@ def channel_grid(fmap, layer_name: str, order) -> None:
     with opt3:
         cmap = state.persistent(st.selectbox, "Colormap", fm.COLORMAPS, key="fm_cmap", default="viridis")
     shown = order if count == "all" else order[: int(count)]
-    mosaic = fm.compose_mosaic(fmap, shown, scale=scale, cmap=cmap, target_cell=96, max_cell=160,
-                               max_width=fm.CONTENT_PX)
+    mosaic, mosaic_width = rendered.mosaic(key, fmap, tuple(int(c) for c in shown), scale, cmap, 96, 160,
+                                           fm.CONTENT_PX)
     scale_note = "Each channel on its own colour scale." if scale == "channel" else "One colour scale for the layer."
     st.image(
-        mosaic.image,
-        width=mosaic.image.shape[1],  # natural size, composed to fit the column: never blurred, never spilling out
+        mosaic,
+        width=mosaic_width,  # natural size, composed to fit the column: never blurred, never spilling out
         output_format="PNG",  # lossless: the maps are blocks of flat colour
         caption=(f"{len(shown)} of {c} channels, {h}×{w} each, highest mean activation first (reading order); "
                  f"the number in each corner is the channel index. {scale_note}"),
@@ -115,7 +115,7 @@ def channel_grid(fmap, layer_name: str, order) -> None:
 
 def colour_key(cmap: str, low: str, high: str, alt_text: str) -> None:
     """A colour bar with what its two ends mean."""
-    st.image(fm.colorbar(cmap), width=240, output_format="PNG", alt=alt_text, caption=f"{low} ← colour → {high}")
+    st.image(rendered.png(fm.colorbar(cmap)), width=240, output_format="PNG", alt=alt_text, caption=f"{low} ← colour → {high}")
 
 
 def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
@@ -145,7 +145,7 @@ def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
         colour_key("inferno", f"{float(heat.min()):.3g}", f"{float(heat.max()):.3g}", "Colour bar of the heat map")
 
 
-def numbers(fmap, health) -> None:
+def numbers(fmap, health, key: tuple) -> None:
     table_col, hist_col = st.columns(2)
     value_format = "%.4f" if health.ok else "%.2e"  # collapsed values would all read 0.0000
     with table_col:
@@ -168,27 +168,16 @@ def numbers(fmap, health) -> None:
         )
     with hist_col:
         st.subheader("All activations")
-        hist = fm.activation_histogram(fmap)
-        chart = (
-            alt.Chart(hist.table)
-            .mark_bar()
-            .encode(
-                x=alt.X("start:Q", bin="binned", title="activation"),
-                x2="end:Q",
-                y=alt.Y("count:Q", title="positions × channels"),
-                tooltip=[alt.Tooltip("start:Q", format=".3g"), alt.Tooltip("end:Q", format=".3g"), "count:Q"],
-            )
-            .properties(height=260)
-        )
-        st.altair_chart(chart, width="stretch")
-        if hist.zeros_left_out:
-            st.caption(f"{hist.zero_fraction:.0%} of the values are exactly 0 — a ReLU switched them off — and "
+        spec, zero_fraction, zeros_left_out = rendered.histogram(key, fmap)
+        st.vega_lite_chart(spec=spec, width="stretch")
+        if zeros_left_out:
+            st.caption(f"{zero_fraction:.0%} of the values are exactly 0 — a ReLU switched them off — and "
                        "are left out so the rest of the distribution shows.")
         else:
-            st.caption(f"{hist.zero_fraction:.0%} of the values are exactly 0.")
+            st.caption(f"{zero_fraction:.0%} of the values are exactly 0.")
 
 
-def hierarchy_strip(raw, hierarchy) -> None:
+def hierarchy_strip(raw, hierarchy, key: tuple) -> None:
     st.subheader("From edges to abstractions")
     st.markdown(
         "The same image at one layer per resolution, input side first. Maps get coarser as the network "
@@ -197,11 +186,11 @@ def hierarchy_strip(raw, hierarchy) -> None:
     mode = state.persistent(st.radio, "Each tile shows", ["mean", "top"], key="fm_hier_mode", default="mean",
                             horizontal=True,
                             format_func={"mean": "Mean of all channels", "top": "Most active channel"}.get)
-    tiles = [fm.resample_nearest(raw.view, 160, 160)]
+    tiles = [rendered.png(fm.resample_nearest(raw.view, 160, 160))]
     sizes = [f"input · {raw.view.shape[0]}×{raw.view.shape[1]}×3"]
     for info in hierarchy:
         m = raw.maps[info.name]
-        tiles.append(fm.hierarchy_tile(m, 160, mode))
+        tiles.append(rendered.hierarchy_tile((*key, info.name), m, 160, mode))
         sizes.append(f"{info.name} · {m.shape[0]}×{m.shape[1]}×{m.shape[2]}")
     alts = ["Hierarchy: input"] + [f"Hierarchy: {info.name}" for info in hierarchy]
     # One column per stage: the whole strip on one row, however many stages (no orphan tile below).
@@ -247,9 +236,10 @@ with state.page_guard("showing the feature maps"):
     health = fm.map_health(fmap, layer.name, random_weights=config.weights == "none",
                            batchnorm=features.has_batchnorm_layers(backbone))
 
-    channel_grid(fmap, layer.name, order)
+    shown_key = (config, images.digests[index])  # what decides every cached picture below, with the layer
+    channel_grid(fmap, layer.name, order, (*shown_key, layer.name))
     where_it_fires(raw, fmap, layer.name, order, config.resize)
-    numbers(fmap, health)
-    hierarchy_strip(raw, hierarchy)
+    numbers(fmap, health, (*shown_key, layer.name))
+    hierarchy_strip(raw, hierarchy, shown_key)
     keras_code(backbone.name, layer.name, config)
     explain_view.explain_sections(images, index, backbone, layers, layer, config, raw, clf=clf)

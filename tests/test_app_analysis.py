@@ -96,6 +96,19 @@ def test_embeddings_default_matches_the_core():
     assert any("nearest neighbours" in m and "unrelated" in m for m in texts(at.markdown))
 
 
+def test_embeddings_captions_say_when_the_weights_are_random():
+    """Issue 10 item 4: the maps' caption carries ui.config.weights_caveat with random weights, not otherwise."""
+    from ui.config import BackboneConfig, weights_caveat
+
+    caveat = weights_caveat(BackboneConfig("demo-shapes", "none", (64, 64)))
+    at = open_app(EMB)
+    assert not any("Random weights" in c for c in texts(at.caption)), "pretrained: no caveat"
+    at.radio(key="sb_weights").set_value("random")
+    at.run()
+    assert_clean(at)
+    assert any(c.endswith(caveat) and "images through demo" in c for c in texts(at.caption)), texts(at.caption)
+
+
 def test_display_options_and_switching_poolings_never_rerun_the_network(forward_counter, monkeypatch):
     import ui.features as features
 

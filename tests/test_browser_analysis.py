@@ -82,7 +82,8 @@ def test_embeddings_hover_select_and_export_in_a_real_browser(app_url, tmp_path)
             _hover_until_tooltip(page, points, tip)
             thumb = tip.locator("img")
             expect(thumb).to_have_count(1)
-            assert thumb.get_attribute("src").startswith("data:image/")
+            # sent once (issue 10 item 8): a /media URL served by Streamlit, not a copy embedded in every chart
+            assert thumb.get_attribute("src").startswith(f"{app_url}/media/"), thumb.get_attribute("src")[:40]
             expect(tip).to_contain_text(".png")
             assert thumb.evaluate("img => img.naturalWidth") == 48, "the thumbnail decoded in the browser"
             page.screenshot(path=str(ARTIFACTS / "browser-analysis-2-hover.png"))

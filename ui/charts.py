@@ -40,15 +40,20 @@ __all__ = [
     "METRICS",
     "thumbnail_data_url",
     "thumbnail_urls",
+    "thumbnail_files",
+    "served_thumbnail_urls",
     "tooltip_thumbnails",
     "tooltip_images_fit",
     "variance_text",
     "map_frame",
     "scatter_chart",
+    "scatter_spec",
     "legend_chart",
+    "legend_spec",
     "selected_indices",
     "overlap_long",
     "overlap_chart",
+    "overlap_spec",
     "short_name",
     "metric_options",
     "metric_heatmap",
@@ -140,14 +145,50 @@ def thumbnail_urls(digests: tuple[str, ...], _thumbnails: Sequence[np.ndarray], 
     return [thumbnail_data_url(t, size) for t in _thumbnails]
 
 
+@st.cache_data(max_entries=16, max_size="32MB", show_spinner=False)
+def thumbnail_files(digests: tuple[str, ...], _thumbnails: Sequence[np.ndarray], size: int = THUMB_PX) -> list[tuple[str, bytes]]:
+    """``(mimetype, bytes)`` of every thumbnail (PNG or JPEG, as :func:`thumbnail_data_url`); keyed by digests."""
+    out = []
+    for url in thumbnail_urls(digests, _thumbnails, size):
+        head, data = url.split(",", 1)
+        out.append((head[len("data:"):-len(";base64")], base64.b64decode(data)))
+    return out
+
+
+def served_thumbnail_urls(digests: Sequence[str], thumbnails: Sequence[np.ndarray], size: int = THUMB_PX) -> list[str] | None:
+    """URLs of the thumbnails served once by Streamlit's media endpoint (``/media/<hash>.png``), one per image.
+
+    Every chart then carries a short URL per point instead of its own copy of the image, and the
+    browser fetches a thumbnail once, when a tooltip first shows it. The files belong to this
+    session's current run (registered again on every run, as ``st.image`` does), so they live
+    exactly as long as the page that shows them. ``None`` outside a Streamlit runtime.
+    """
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return None
+    manager = runtime.get_instance().media_file_mgr
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    prefix = f"/{base}" if base else ""
+    files = thumbnail_files(tuple(digests), thumbnails, size)
+    return [prefix + manager.add(data, mime, f"le_thumb.{size}.{digest}")
+            for digest, (mime, data) in zip(digests, files, strict=True)]
+
+
 def tooltip_thumbnails(
     digests: Sequence[str], thumbnails: Sequence[np.ndarray], rows: Sequence[int], n_charts: int,
-    budget: int = TOOLTIP_BUDGET_BYTES,
+    budget: int = TOOLTIP_BUDGET_BYTES, *, serve: bool = False,
 ) -> tuple[list[str] | None, int]:
-    """Tooltip data URLs for the feature rows (``rows[i]`` = image index), and their size in px.
+    """Tooltip image URLs for the feature rows (``rows[i]`` = image index), and their size in px.
 
+    ``serve``: each thumbnail sent once (:func:`served_thumbnail_urls`); the charts carry URLs only,
+    so any number of maps fits. Otherwise (or outside a runtime) data URLs embedded in every chart:
     48 px when every chart's copy fits ``budget``, else 32 px, else ``(None, 0)``: names only.
     """
+    if serve:
+        served = served_thumbnail_urls(digests, thumbnails, THUMB_PX)
+        if served is not None:
+            return [served[i] for i in rows], THUMB_PX
     for size in (THUMB_PX, 32):
         urls_all = thumbnail_urls(tuple(digests), thumbnails, size)
         urls = [urls_all[i] for i in rows]
@@ -214,6 +255,51 @@ def scatter_chart(
     opaque, the rest fade. ``color_by="label"`` colours by class with the same colour per class
     in every chart (``classes`` fixes the order); anything else draws one colour.
     """
+    labels = frame["label"] != ""
+    domain = list(classes) or sorted(set(frame["label"]) - {""})
+    return _scatter(alt.Chart(frame), method=method, color_by=color_by, domain=tuple(domain),
+                    point_size=point_size, select=select, explained=explained, height=height,
+                    images=bool((frame["image"] != "").any()), labelled=bool(labels.any()),
+                    unlabelled=bool((~labels).any()))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def scatter_spec(
+    *,
+    method: str = "pca",
+    color_by: str = "label",
+    classes: tuple[str, ...] = (),
+    point_size: int = 60,
+    select: str = "box",
+    explained: tuple[float, ...] | None = None,
+    height: int = 260,
+    images: bool = False,
+    labelled: bool = True,
+    unlabelled: bool = False,
+) -> dict:
+    """:func:`scatter_chart` as a Vega-Lite spec without data, cached: draw it with
+    ``st.vega_lite_chart(map_frame(...), scatter_spec(...))``.
+
+    Altair builds and validates a spec in tens of milliseconds; six maps on every rerun add up,
+    and the spec depends only on these plain values (the frame goes as the chart's data).
+    ``images``/``labelled``/``unlabelled``: whether the frame has thumbnails, classes, unclassed rows.
+
+    Example:
+        >>> spec = scatter_spec(classes=("a", "b"), select="box")
+        >>> "data" in spec, spec["params"][0]["name"]
+        (False, 'box')
+    """
+    spec = _scatter(alt.Chart(), method=method, color_by=color_by, domain=tuple(classes), point_size=point_size,
+                    select=select, explained=explained, height=height, images=images, labelled=labelled,
+                    unlabelled=unlabelled).to_dict()
+    spec.pop("data", None)
+    spec.pop("datasets", None)
+    return spec
+
+
+def _scatter(base: alt.Chart, *, method: str, color_by: str, domain: tuple[str, ...], point_size: int, select: str,
+             explained: Sequence[float] | None, height: int, images: bool, labelled: bool,
+             unlabelled: bool) -> alt.Chart:
     axis = alt.Axis(labels=False, ticks=False, grid=True, domain=False)
     names = {"pca": "PC", "tsne": "t-SNE ", "umap": "UMAP "}
     prefix = names.get(method, "")
@@ -224,23 +310,22 @@ def scatter_chart(
         selection = alt.selection_point(name="pick", fields=["idx"], on="click")
     else:
         selection = alt.selection_interval(name="box", encodings=["x", "y"])
-    labelled = color_by == "label" and (frame["label"] != "").any()
-    if labelled:
-        domain = list(classes) or sorted(set(frame["label"]) - {""})
-        if (frame["label"] == "").any():
+    if color_by == "label" and labelled:
+        domain = list(domain)
+        if unlabelled:
             domain = domain + [""]
         # No legend per chart: one legend_chart above the grid (same domain, so the same colours).
         color = alt.Color("label:N", scale=alt.Scale(domain=domain, range=class_colors(domain)), legend=None)
     else:
         color = alt.value(PRIMARY)
     tooltip = []
-    if (frame["image"] != "").any():
+    if images:
         tooltip.append(alt.Tooltip("image:N", title="image"))  # vega-tooltip shows this key as an <img>
     tooltip.append(alt.Tooltip("name:N", title="file"))
-    if (frame["label"] != "").any():
+    if labelled:
         tooltip.append(alt.Tooltip("label:N", title="class"))
     return (
-        alt.Chart(frame)
+        base
         .mark_circle(size=int(point_size), stroke="white", strokeWidth=0.6)
         .encode(
             x=alt.X("x:Q", title=titles[0], axis=axis, scale=alt.Scale(zero=False, nice=False, padding=12)),
@@ -275,6 +360,12 @@ def legend_chart(classes: Sequence[str], *, unlabelled: bool = False) -> alt.Cha
         .properties(height=8, autosize=_FIT_X)
         .configure_view(stroke=None)
     )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def legend_spec(classes: tuple[str, ...], unlabelled: bool = False) -> dict:
+    """:func:`legend_chart` as a Vega-Lite dict (data inline), cached: no Altair work on a rerun."""
+    return legend_chart(classes, unlabelled=unlabelled).to_dict()
 
 
 def selected_indices(frame: pd.DataFrame, state: Any) -> list[int]:
@@ -341,6 +432,12 @@ def overlap_chart(matrix: pd.DataFrame, *, cell: int = 46) -> alt.LayerChart:
     # "pad": the plot keeps its size and the element grows for the labels and the legend
     # (Streamlit's default "fit" would squeeze the cells into the spec's width).
     return (rect + text).properties(width=side, height=side, autosize=alt.AutoSizeParams(type="pad", contains="padding"))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def overlap_spec(matrix: pd.DataFrame) -> dict:
+    """:func:`overlap_chart` as a Vega-Lite dict (data inline), cached by the matrix's content."""
+    return overlap_chart(matrix).to_dict()
 
 
 def short_name(name: str) -> str:
