@@ -46,6 +46,10 @@ MODULES = [
     "ui.inference_slot",
     "ui.cache",
     "ui.state",
+    "ui.embedding_maps",
+    "ui.reclaim",
+    "ui.private_cache",
+    "ui.rendered",
 ]
 
 

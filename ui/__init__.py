@@ -44,6 +44,13 @@ Modules import one way only (``tests/test_import_graph.py`` checks it):
 ``ui.code_snippets`` — ``keras_snippet(backbone, layer, input_size, weights=..., resize=...,
     precision=..., pooling="avg")``: the plain Keras code for the current selection.
 ``ui.sidebar`` — ``render_sidebar()``, called once by app.py; ``ensure_shell()`` first in every page.
+``ui.private_cache`` — ``data(...)``: ``st.cache_data`` whose entries for an upload live in that session only
+    (``scope="session"``, dropped when the tab goes); the demo sets' entries stay shared.
+``ui.reclaim`` — after sessions end, one full collection through the frozen heap and ``malloc_trim``
+    (at most once a minute), so a closed class gives its memory back.
+``ui.calibrated`` — a session's batch-norm-calibrated random backbone and its extractors (never shared).
+``ui.rendered`` — pictures as cached PNG bytes and charts as cached Vega-Lite dicts (nothing re-encoded per rerun).
+``ui.embedding_maps`` — the Embeddings page's planning: slow maps (t-SNE) as one batch job, the page caption.
 
 Example (a page)::
 
