@@ -91,6 +91,44 @@ def test_a_failed_build_is_not_kept_and_the_next_call_tries_again():
     assert pool.get("x", lambda: "fixed") == "fixed"
 
 
+def test_a_build_stopped_by_its_own_run_is_rebuilt_by_a_waiter_not_re_raised_there():
+    """A rerun of the session that was building (Streamlit's control flow, a BaseException) must not
+    stop another run that was waiting for the same model: that run builds it itself."""
+
+    class RunStopped(BaseException):  # like streamlit's RerunException / StopException
+        pass
+
+    pool = ModelPool(max_models=2)
+    started, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def stopped_build():
+        started.set()
+        release.wait(WAIT_S)
+        raise RunStopped
+
+    def first():
+        try:
+            pool.get("vgg16", stopped_build)
+        except RunStopped:
+            outcome["first"] = "stopped"
+
+    def second():
+        outcome["second"] = pool.get("vgg16", lambda: "vgg16#2")
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert started.wait(WAIT_S)
+    b = threading.Thread(target=second)
+    b.start()
+    release.set()
+    a.join(WAIT_S)
+    b.join(WAIT_S)
+    assert not a.is_alive() and not b.is_alive()
+    assert outcome == {"first": "stopped", "second": "vgg16#2"}
+    assert pool.get("vgg16", lambda: "never") == "vgg16#2"  # kept for everyone after
+
+
 def test_rebuilt_extractor_gives_the_same_numbers():
     """A real small network (demo-shapes, shipped weights): evicted, rebuilt, identical features."""
     pool = ModelPool(max_models=1)

@@ -87,22 +87,24 @@ class ModelPool:
 
     def get(self, key: Hashable, build: Callable[[], T], group: Hashable | None = None) -> T:
         group = key if group is None else group
-        with self._lock:
-            found = self._lookup(key)
-            if found is not _MISSING:
-                self._hits += 1
-                return found
-            pending = self._building.get(key)
-            if pending is None:
-                pending = self._building[key] = _Building()
-                mine = True
-            else:
-                mine = False
-        if not mine:
+        while True:
+            with self._lock:
+                found = self._lookup(key)
+                if found is not _MISSING:
+                    self._hits += 1
+                    return found
+                pending = self._building.get(key)
+                if pending is None:
+                    pending = self._building[key] = _Building()
+                    break  # this caller builds
             pending.done.wait()
-            if pending.error is not None:
-                raise pending.error
-            return pending.value
+            if pending.error is None:
+                return pending.value
+            if isinstance(pending.error, Exception):
+                raise pending.error  # the build failed: the same reason for every caller
+            # The builder's own run was stopped (Streamlit's rerun/stop control flow is a BaseException
+            # raised in that thread only). Re-raising it here would stop *this* run halfway through
+            # drawing its page, so build again instead (or wait for whoever got there first).
         try:
             value = build()
         except BaseException as exc:
