@@ -117,3 +117,13 @@ def test_every_control():
     at.button(key="ch_am_cancel").click().run()
     assert_clean(at)
     assert "Optimisation cancelled." in texts(at.info)
+
+
+def test_the_app_pins_blas_to_one_thread_so_a_cka_product_cannot_hang():
+    """ui.native_threads: OpenBLAS's own pool hung a CKA product here (test_every_control, minutes in
+    exec_blas_async); the app sets one BLAS thread once per process, before any session computes."""
+    from threadpoolctl import threadpool_info
+
+    open_app()
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)

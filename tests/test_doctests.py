@@ -50,6 +50,7 @@ MODULES = [
     "ui.reclaim",
     "ui.private_cache",
     "ui.rendered",
+    "ui.native_threads",
 ]
 
 
