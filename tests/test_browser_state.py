@@ -29,8 +29,13 @@ BACKBONE = "vgg16"
 # st.navigation first; tests/test_browser_navigation.py reproduces the jump directly.
 # Still not strict-passing: in 2 of 4 runs here (load average 9-14 on 2 cores) the run after the
 # Runtime → TensorFlow click had not finished 120 s later (empty main area, sidebar drawn up to the
-# expander, so the weights badge's resolve_backbone() had not returned); no jump. Left open.
-@pytest.mark.xfail(reason="a run after the runtime switch sometimes does not finish within 120 s (issue 10, open)",
+# expander, so the weights badge's resolve_backbone() had not returned); no jump. One cause found and
+# fixed since: a run waiting in the model pool for a build that the building run's own rerun stopped
+# re-raised that run's Streamlit control-flow exception and stopped halfway (tests/test_model_pool.py).
+# On a quiet machine after that fix, one run failed differently: the input size typed right after the
+# backbone change read 224 again (the field replaced by a rerun still in flight). Left open.
+@pytest.mark.xfail(reason="intermittent in the real browser: a sidebar value typed while a rerun is in flight "
+                          "is lost, or that run does not finish (issue 10, open)",
                    strict=False)
 def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
     from playwright.sync_api import expect, sync_playwright
