@@ -28,7 +28,7 @@ from extractor.explain import ClassEvidence, Classifier, NoClassifier, class_evi
 from extractor.layers import SEPARATOR
 from extractor.receptive_field import ReceptiveField, cell_region, receptive_fields
 
-from . import cache, custom_model, private_cache
+from . import cache, calibrated, custom_model, private_cache
 from .config import BackboneConfig
 from .inference_slot import inference_slot, shared_model
 
@@ -61,9 +61,14 @@ def _model_key(config: BackboneConfig) -> BackboneConfig:
     return BackboneConfig(config.name, config.weights, config.input_size)
 
 
+def _session_held(config: BackboneConfig) -> bool:
+    """An uploaded model, or random weights calibrated on this session's images: never in the shared pool."""
+    return custom_model.is_custom(config.name) or calibrated.is_calibrated(config)
+
+
 def classifier_for(config: BackboneConfig) -> Classifier | NoClassifier:
     """The backbone's classifier head (or why there is none), built once per (name, weights, size)."""
-    if custom_model.is_custom(config.name):
+    if _session_held(config):
         backbone, _ = cache.load_backbone_cached(config)
         return find_classifier(backbone)  # cheap: the uploaded model is its own head
     return _shared_classifier(_model_key(config))
@@ -111,7 +116,7 @@ def gradcam_for(config: BackboneConfig, digest: str, layer: str, class_index: in
     """Grad-CAM of one image for one layer, class (-1: predicted) and method."""
     clf = classifier_for(config)
     view = cache.network_view(_item, config.input_size, config.resize)
-    compiled = None if custom_model.is_custom(config.name) else _compiled(_model_key(config))
+    compiled = None if _session_held(config) else _compiled(_model_key(config))
     with inference_slot():
         result = grad_cam(clf, view[None], layer=layer, class_=None if class_index < 0 else int(class_index),
                           method=method, _cache=compiled)
@@ -188,7 +193,7 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
 
 def receptive_fields_for(config: BackboneConfig) -> dict:
     """Every layer's receptive field (by qualified name) of the backbone, computed once per configuration."""
-    if custom_model.is_custom(config.name):
+    if _session_held(config):
         backbone, _ = cache.load_backbone_cached(config)
         return receptive_fields(backbone.model)
     return _shared_fields(_model_key(config))
