@@ -138,7 +138,35 @@ def test_uploaded_model_never_enters_a_shared_cache(upload_on, tmp_path):
     assert held.config_name.startswith("custom:")
 
 
-def test_concurrent_sessions_get_the_single_session_result():
+def _keep_apptest_runtime_for_concurrent_runs(monkeypatch) -> None:
+    """Let several AppTests run at once in threads.
+
+    Each ``AppTest.run`` sets Streamlit's process-wide ``Runtime._instance`` to a mock and sets it
+    back to None when it ends; with four runs in threads, one ending cleared it under another's
+    script thread, which then failed in ``runtime.get_instance()`` and drew an empty page (seen in a
+    clean-clone CI run: an unhandled ``RuntimeError`` in a ScriptRunner thread). The harness race,
+    not the app: a cleared instance falls back to the last mock any run set.
+    """
+    from streamlit.runtime.runtime import Runtime
+
+    last: dict = {}
+
+    def instance(cls):
+        if cls._instance is not None:
+            last["mock"] = cls._instance
+            return cls._instance
+        if "mock" in last:
+            return last["mock"]
+        raise RuntimeError("Runtime hasn't been created!")
+
+    def exists(cls):
+        return cls._instance is not None or "mock" in last
+
+    monkeypatch.setattr(Runtime, "instance", classmethod(instance))
+    monkeypatch.setattr(Runtime, "exists", classmethod(exists))
+
+
+def test_concurrent_sessions_get_the_single_session_result(monkeypatch):
     """Four sessions extract at once (different layers); each equals a direct, single-run result."""
     images = load_demo_set("shapes", per_class=10, size=64).images
     layers = ["block1_pool", "block2_pool", "block3_pool", "block4_pool"]
@@ -165,6 +193,7 @@ def test_concurrent_sessions_get_the_single_session_result():
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
+    _keep_apptest_runtime_for_concurrent_runs(monkeypatch)
     threads = [threading.Thread(target=drive, args=s) for s in sessions]
     for t in threads:
         t.start()
