@@ -21,14 +21,14 @@ from extractor import Backbone, FeatureExtractor, LayerInfo, feature_layers
 from extractor.calibration import DEFAULT_MAX_IMAGES, calibrate_batchnorm
 from extractor.errors import LayerExplorerError
 
-from .config import BackboneConfig, build_extractor, calibrated_weights, calibration_of, weights_text
+from .config import BackboneConfig, calibrated_weights, calibration_of, weights_text
+from .custom_model import held_extractor
 from .inference_slot import inference_slot
 
 __all__ = ["is_calibrated", "calibration_request", "chosen_indices", "ensure", "held_for", "current",
            "session_extractor", "clear"]
 
 _SESSION_KEY = "_bn_calibrated"
-_MAX_EXTRACTORS = 6
 
 
 @dataclass
@@ -115,15 +115,4 @@ def ensure(config: BackboneConfig, base: Backbone, views: np.ndarray) -> Session
 def session_extractor(config: BackboneConfig, layers: tuple, poolings: tuple) -> FeatureExtractor:
     """An extractor on the session's calibrated backbone (kept in the session, bounded)."""
     held = held_for(config)
-    key = (config, tuple(layers), tuple(poolings))
-    fx = held.extractors.get(key)
-    if fx is None:
-        with inference_slot():
-            fx = build_extractor(held.backbone, config, layers, poolings)
-            fx.warm()
-        held.extractors[key] = fx
-        while len(held.extractors) > _MAX_EXTRACTORS:
-            held.extractors.popitem(last=False)
-    else:
-        held.extractors.move_to_end(key)
-    return fx
+    return held_extractor(held.extractors, held.backbone, config, layers, poolings)

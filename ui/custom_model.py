@@ -120,15 +120,23 @@ def accept_upload(file_name: str, data: bytes) -> SessionModel:
 def session_extractor(config: BackboneConfig, layers: tuple, poolings: tuple) -> FeatureExtractor:
     """The extractor for the session's model (``config.name`` is its ``custom:<digest>`` name)."""
     held = held_for(config.name)
+    return held_extractor(held.extractors, held.backbone, config, layers, poolings)
+
+
+def held_extractor(extractors: OrderedDict, backbone: Backbone, config: BackboneConfig, layers: tuple,
+                   poolings: tuple) -> FeatureExtractor:
+    """The extractor for (config, layers, poolings) from a session's own ``extractors`` (built and warmed
+    if missing), least recently used dropped past ``_MAX_EXTRACTORS``: for backbones a session holds
+    itself (an uploaded model, a calibrated one), never in the shared pool."""
     key = (config, tuple(layers), tuple(poolings))
-    fx = held.extractors.get(key)
+    fx = extractors.get(key)
     if fx is None:
         with inference_slot():
-            fx = build_extractor(held.backbone, config, layers, poolings)
+            fx = build_extractor(backbone, config, layers, poolings)
             fx.warm()
-        held.extractors[key] = fx
-        while len(held.extractors) > _MAX_EXTRACTORS:
-            held.extractors.popitem(last=False)
+        extractors[key] = fx
+        while len(extractors) > _MAX_EXTRACTORS:
+            extractors.popitem(last=False)
     else:
-        held.extractors.move_to_end(key)
+        extractors.move_to_end(key)
     return fx
