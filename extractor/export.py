@@ -481,12 +481,17 @@ def projector_bundle(
 
 
 def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, input_size, batch_size=32,
-                     images=None) -> dict:
+                     images=None, calibration_images=None) -> dict:
     """The extraction settings as plain JSON-able data (for a download and :func:`reproduce_script`).
 
     ``images`` (optional) is the app's export's ``paths``, in its row order: the script then writes
     its rows in that order, so its ``features.npz`` matches the app's row for row. Without it the
     script sorts by name.
+
+    ``calibration_images`` (optional) names the images, in order, whose batch-norm statistics the
+    random network was calibrated on (:func:`extractor.calibrate_batchnorm`); the script then
+    calibrates on the same images before it extracts, so its features are the app's, not those of
+    the uncalibrated network. It goes into the config as ``"calibrate_batchnorm": {"images": [...]}``.
 
     Example:
         >>> cfg = reproduce_config(backbone="vgg16", weights="imagenet", layers=["block4_pool"], poolings=["avg"],
@@ -516,6 +521,10 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
     if images is not None and (isinstance(images, (str, bytes))
                                or not all(isinstance(v, str) and v for v in images)):
         raise ExportError(f"images must be a list of the exported image names (the 'paths'); got {images!r}.")
+    if calibration_images is not None and (isinstance(calibration_images, (str, bytes)) or len(calibration_images) < 2
+                                           or not all(isinstance(v, str) and v for v in calibration_images)):
+        raise ExportError("calibration_images must list the names of at least 2 images the batch-norm statistics were "
+                          f"calibrated on; got {calibration_images!r}.")
     config = {
         "layer_explorer_config": 1,
         "backbone": backbone,
@@ -529,6 +538,8 @@ def reproduce_config(*, backbone, weights, layers, poolings, resize, precision, 
     }
     if images is not None:
         config["images"] = list(images)
+    if calibration_images is not None:
+        config["calibrate_batchnorm"] = {"images": list(calibration_images)}
     json.dumps(config)  # guarantee: plain JSON
     return config
 
@@ -546,7 +557,7 @@ folders) and one (N, C) float32 array per "layer/pooling" key, rows in the app's
 Readable with np.load("features.npz") (no pickle needed).
 Needs Layer Explorer installed (`pip install .` in its folder); runs from any directory.
 A model or weights *file* named below is read from this script's own folder: put the
-.keras / .weights.h5 file beside the script.
+.keras / .weights.h5 file beside the script.{calibration_doc}
 
 Settings (as JSON):
 {config_json}
@@ -558,7 +569,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone
+from extractor import FeatureExtractor, ImageSource, calibrate_batchnorm, gather_paths, load_backbone, load_image
 
 # The same extraction on Ray Data (a resumable folder of Parquet shards; add --address auto on a cluster):
 # {ray_command}
@@ -572,6 +583,7 @@ RESIZE = {resize!r}
 PRECISION = {precision!r}
 BATCH_SIZE = {batch_size!r}
 IMAGES = {images!r}  # the app's row order (None: sort by name)
+CALIBRATION_IMAGES = {calibration_images!r}  # batch-norm statistics calibrated on these (None: not calibrated)
 
 
 def named_like_the_app(given):
@@ -611,6 +623,20 @@ def main(argv):
                   f"(put last); run this on the folder the upload was unzipped into", file=sys.stderr)
         sources.sort(key=lambda source: (order.get(source.name, len(order)), source.name))
     backbone = load_backbone(beside_script(BACKBONE), weights=beside_script(WEIGHTS), input_size=INPUT_SIZE)
+    if CALIBRATION_IMAGES:
+        # The app calibrated the random network's batch-norm statistics on these images (not
+        # training: the weights stay random); without this step the features would differ.
+        by_name = {{source.name: source for source in sources}}
+        absent = [name for name in CALIBRATION_IMAGES if name not in by_name]
+        if absent:
+            print(f"error: {{len(absent)}} of the {{len(CALIBRATION_IMAGES)}} images the batch-norm statistics were "
+                  f"calibrated on are not among the given images (first: {{absent[0]}}); run this on the folder "
+                  "the upload was unzipped into", file=sys.stderr)
+            return 2
+        views = np.stack([load_image(by_name[name].data, name, tuple(INPUT_SIZE), RESIZE).pixels
+                          for name in CALIBRATION_IMAGES])
+        backbone = calibrate_batchnorm(backbone, views, max_images=len(views))
+        print(f"calibrated batch-norm statistics on {{len(views)}} images (not training)", file=sys.stderr)
     fx = FeatureExtractor(backbone, layers=LAYERS, poolings=POOLINGS, resize=RESIZE, precision=PRECISION)
     result = fx.extract(sources, batch_size=BATCH_SIZE)
     for failure in result.failures:
@@ -658,11 +684,15 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         input_size=config["input_size"],
         batch_size=config.get("batch_size", 32),
         images=config.get("images"),
+        calibration_images=(config.get("calibrate_batchnorm") or {}).get("images"),
     )
+    calibration = cfg.get("calibrate_batchnorm", {}).get("images")
     # The row list can be thousands of names: written once, as IMAGES, not again in the docstring.
-    shown = {k: v for k, v in cfg.items() if k != "images"}
+    shown = {k: v for k, v in cfg.items() if k not in ("images", "calibrate_batchnorm")}
     if "images" in cfg:
         shown["images"] = f"{len(cfg['images'])} names, in the app's row order (IMAGES below)"
+    if calibration:
+        shown["calibrate_batchnorm"] = f"on {len(calibration)} images (CALIBRATION_IMAGES below)"
     config_json = "\n".join("    " + line for line in json.dumps(shown, indent=2).splitlines())
     # The docstring is a plain (non-raw) triple-quoted string: keep JSON escapes and quotes inert.
     config_json = config_json.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
@@ -687,7 +717,12 @@ def reproduce_script(config: dict, *, script_name: str = "extract_features.py") 
         precision=cfg["precision"],
         batch_size=cfg["batch_size"],
         images=cfg.get("images"),
-        ray_command=_ray_command(cfg),
+        calibration_images=calibration,
+        calibration_doc=("\nThe random network's batch-norm statistics are calibrated first on the "
+                         f"{len(calibration)} images in\nCALIBRATION_IMAGES, as the app did (this is not training)."
+                         if calibration else ""),
+        ray_command=("not available here: the Ray engine does not calibrate batch-norm statistics" if calibration
+                     else _ray_command(cfg)),
     )
 
 

@@ -122,9 +122,10 @@ def projector(ex) -> None:
                "see the thumbnails too.")
 
 
-def reproduce(config, layers, poolings, names, weights_info) -> None:
+def reproduce(config, layers, poolings, names, weights_info, images) -> None:
     st.subheader("Reproduce it")
-    blob, script = exports.reproduce_files(config, layers, poolings, images=list(names), weights_info=weights_info)
+    blob, script = exports.reproduce_files(config, layers, poolings, images=list(names), weights_info=weights_info,
+                                           image_set=images)
     c1, c2 = st.columns(2)
     with c1:
         download("Settings (config.json)", blob, "config", "application/json",
@@ -172,4 +173,4 @@ with state.page_guard("preparing the downloads"):
     feature_files(ex.eid, ex.selected, ex.names, ex.labels)
     map_files(ex)
     projector(ex)
-    reproduce(config, layers, poolings, ex.names, backbone.weights)
+    reproduce(config, layers, poolings, ex.names, backbone.weights, images)

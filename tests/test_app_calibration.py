@@ -13,7 +13,9 @@ import pytest
 from app_support import assert_clean, open_app, texts
 
 from extractor.backbones import WeightsInfo
+from ui.calibrated import chosen_indices
 from ui.config import BackboneConfig, calibrated_weights, describe_config, weights_caveat
+from ui.image_set import ImageSet
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +74,14 @@ def test_calibrated_weights_in_captions_caveat_and_config_json():
     caveat = weights_caveat(config)
     assert caveat.startswith("Random weights, " + CALIBRATED) and "not training" in caveat
     info = WeightsInfo("random", describe_config(config).split(", ", 1)[1], bn_calibrated_on=70)
-    blob, script = exports.reproduce_files(config, ["block2_pool"], ["avg"], images=["a.png"], weights_info=info)
+    images = ImageSet(items=[None] * 200, names=[f"img_{i:03d}.png" for i in range(200)], labels=[None] * 200, digests=[],
+                      thumbnails=[])
+    blob, script = exports.reproduce_files(config, ["block2_pool"], ["avg"], images=["a.png"], weights_info=info,
+                                           image_set=images)
     described = json.loads(blob)
+    # The script calibrates again on the images the app calibrated on (128 evenly spaced of 200).
+    assert described["calibrate_batchnorm"]["images"] == [images.names[i] for i in chosen_indices(200)]
+    assert "calibrate_batchnorm(backbone, views" in script
     assert described["weights_kind"] == "random"
     assert CALIBRATED in described["weights_description"]
     assert described["weights"] == "none"  # never a bogus file name made of the weights string

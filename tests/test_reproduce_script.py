@@ -130,3 +130,54 @@ def test_a_model_file_name_gets_its_comment_and_no_name_can_end_the_line():
     assert "\nimport os; os.system" not in code and "put that file in this script's folder" in code
     assert [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Assign)
             and getattr(n.targets[0], "id", "") == "BACKBONE"][0].value.value == evil
+
+
+def test_a_bn_calibrated_export_calibrates_again_and_gives_the_apps_features(tmp_path, monkeypatch):
+    """Random weights with batch-norm statistics calibrated on the images: the script calibrates on
+    the same images first (before, it ran the uncalibrated network and gave other features)."""
+    from extractor import calibrate_batchnorm, load_image
+
+    folder = tmp_path / "unzipped"
+    export_demo_set("shapes", folder, per_class=2, seed=4)
+    sources = gather_paths([str(folder)]).sources
+    names = [Path(s.name).relative_to(folder).as_posix() for s in sources]
+    chosen = names[::2]  # the app calibrates on an evenly spaced subset of a large set
+    by_name = dict(zip(names, sources, strict=True))
+    views = np.stack([load_image(by_name[n].data, n, (64, 64), "pad").pixels for n in chosen])
+    random = load_backbone("demo-shapes", weights="none", input_size=(64, 64))
+    calibrated = calibrate_batchnorm(random, views)
+    layers, poolings = ["block3_pool"], ["avg"]
+    want = FeatureExtractor(calibrated, layers, poolings, resize="pad").extract(sources).features["block3_pool/avg"]
+    plain = FeatureExtractor(random, layers, poolings, resize="pad").extract(sources).features["block3_pool/avg"]
+    assert not np.allclose(want, plain, rtol=1e-3)  # calibration changes the numbers: the test can tell
+
+    config = reproduce_config(backbone="demo-shapes", weights="none", layers=layers, poolings=poolings, resize="pad",
+                              precision="float32", input_size=(64, 64), images=names, calibration_images=chosen)
+    assert config["calibrate_batchnorm"] == {"images": chosen}
+    assert "the Ray engine does not calibrate" in reproduce_script(config)
+    feats, got_names, _ = _run_script(tmp_path, monkeypatch, config, folder)
+    assert got_names == names
+    np.testing.assert_allclose(feats["block3_pool/avg"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_calibrated_script_refuses_a_folder_without_its_calibration_images(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "unzipped"
+    export_demo_set("shapes", folder, per_class=1, seed=4)
+    config = reproduce_config(backbone="demo-shapes", weights="none", layers=["block2_pool"], poolings=["avg"],
+                              resize="pad", precision="float32", input_size=(64, 64),
+                              calibration_images=["circle/missing_1.png", "square/missing_2.png"])
+    script = tmp_path / "extract_features.py"
+    script.write_text(reproduce_script(config))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script), str(folder)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_.value.code == 2
+    assert "2 of the 2 images the batch-norm statistics were calibrated on are not among" in capsys.readouterr().err
+    assert not (tmp_path / "features.npz").exists()  # never features of the uncalibrated network
+
+
+def test_reproduce_config_checks_the_calibration_images():
+    with pytest.raises(ExportError, match="calibration_images"):
+        reproduce_config(backbone="demo-shapes", weights="none", layers=["b"], poolings=["avg"], resize="pad",
+                         precision="float32", input_size=(64, 64), calibration_images=["only-one.png"])

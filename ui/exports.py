@@ -33,7 +33,8 @@ from extractor.export import (
 from extractor.sweep import SweepReport
 
 from . import custom_model, state
-from .config import CALIBRATED_PREFIX, BackboneConfig, config_differences
+from .calibrated import chosen_indices
+from .config import CALIBRATED_PREFIX, BackboneConfig, calibration_of, config_differences
 from .features import COMPUTED_MAPS_KEY, METHOD_NAMES, POOLING_CHOICES, FeatureFetch, digest_of, embedding, rows_id
 from .image_set import ImageSet
 from .sweeps import EXPORT_CHOICE_KEY, stored_result
@@ -164,16 +165,24 @@ def _model_file_name(file_name: str) -> str:
 
 
 def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Sequence[str], *,
-                    images: Sequence[str] | None = None, weights_info=None) -> tuple[bytes, str]:
+                    images: Sequence[str] | None = None, weights_info=None,
+                    image_set: ImageSet | None = None) -> tuple[bytes, str]:
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
     ``images`` are the exported rows' ``paths`` in order (the script then writes its rows in that
-    order); ``weights_info`` (the loaded backbone's :class:`extractor.WeightsInfo`) goes into
+    order); ``image_set`` is the session's image set: for a BN-calibrated configuration the script
+    calibrates on the same images of it (:func:`ui.calibrated.chosen_indices`) before it extracts,
+    so it gives the app's features, not those of the uncalibrated network; ``weights_info`` (the loaded backbone's :class:`extractor.WeightsInfo`) goes into
     config.json as ``weights_kind``/``weights_description``, so a file of random-weight features
     says so. A local weights file or model file appears by its file name only (never a server
     path); the script reads such a file from its own folder.
     """
     weights = config.weights
+    calibration_images = None
+    if calibration_of(weights) is not None:
+        if image_set is None:
+            raise ValueError("reproduce_files: a BN-calibrated configuration needs the image_set it was calibrated on")
+        calibration_images = [image_set.names[i] for i in chosen_indices(len(image_set))]
     if custom_model.is_custom(config.name):
         # The session's uploaded model: the script loads the same file, put beside it, by its
         # file name (the name only: never a path, and the weights are inside the file).
@@ -192,6 +201,7 @@ def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Seq
         precision=config.precision,
         input_size=tuple(config.input_size),
         images=None if images is None else list(images),
+        calibration_images=calibration_images,
     )
     described = dict(cfg)
     if weights_info is not None:  # what was really loaded: "random" says the features are untrained
