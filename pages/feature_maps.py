@@ -118,9 +118,8 @@ def colour_key(cmap: str, low: str, high: str, alt_text: str) -> None:
     st.image(rendered.png(fm.colorbar(cmap)), width=240, output_format="PNG", alt=alt_text, caption=f"{low} ← colour → {high}")
 
 
-def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
+def where_it_fires(raw, fmap, layer_name: str, order, resize: str, key: tuple) -> None:
     st.subheader("Where it fires")
-    view = fm.enlarge(raw.view, SHOWN_PX)
     options = ["mean"] + [int(ch) for ch in order]
     src_col, op_col = st.columns(2)
     with src_col:
@@ -136,10 +135,12 @@ def where_it_fires(raw, fmap, layer_name: str, order, resize: str) -> None:
     what = "the mean of all channels" if source == "mean" else f"channel {source}"
     img_col, heat_col = st.columns(2)
     with img_col:
-        st.image(view, width=SHOWN_PX, alt="Network input",
+        st.image(rendered.png(fm.enlarge(raw.view, SHOWN_PX)), width=SHOWN_PX, alt="Network input",
+                 output_format="PNG",
                  caption=f"What the network sees: {raw.view.shape[0]}×{raw.view.shape[1]} pixels ({resize}).")
     with heat_col:
-        st.image(fm.overlay(view, heat, opacity), width=SHOWN_PX, alt="Activation overlay",
+        st.image(rendered.overlay((*key, source), raw.view, heat, opacity, SHOWN_PX), width=SHOWN_PX,
+                 output_format="PNG", alt="Activation overlay",
                  caption=f"{what.capitalize()} of {state.escape_markdown(layer_name)} ({fmap.shape[0]}×"
                          f"{fmap.shape[1]}), bilinearly upsampled onto the image.")
         colour_key("inferno", f"{float(heat.min()):.3g}", f"{float(heat.max()):.3g}", "Colour bar of the heat map")
@@ -238,7 +239,7 @@ with state.page_guard("showing the feature maps"):
 
     shown_key = (config, images.digests[index])  # what decides every cached picture below, with the layer
     channel_grid(fmap, layer.name, order, (*shown_key, layer.name))
-    where_it_fires(raw, fmap, layer.name, order, config.resize)
+    where_it_fires(raw, fmap, layer.name, order, config.resize, (*shown_key, layer.name))
     numbers(fmap, health, (*shown_key, layer.name))
     hierarchy_strip(raw, hierarchy, shown_key)
     keras_code(backbone.name, layer.name, config)

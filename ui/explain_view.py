@@ -9,14 +9,11 @@ keys are page-prefixed (``fm_``). The Grad-CAM overlay uses the page's own opaci
 
 from __future__ import annotations
 
-import altair as alt
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from extractor.explain import METHODS, NoClassifier, default_cam_layer
 
-from . import cache, state
+from . import cache, rendered, state
 from . import explain as ex
 from . import feature_maps as fm
 from .code_snippets import gradcam_snippet
@@ -79,7 +76,7 @@ def explain_sections(images, index: int, backbone, layers, layer, config, raw, c
     ``clf``: what :func:`class_evidence_panel` returned (fetched once per run); fetched here when not given.
     """
     _gradcam(images, index, backbone, layers, config, raw, ex.classifier_for(config) if clf is None else clf)
-    _receptive_field(layer, config, raw)
+    _receptive_field(layer, config, raw, images.digests[index])
     _first_filters(images, index, backbone, layers, config)
 
 
@@ -122,17 +119,18 @@ def _gradcam(images, index, backbone, layers, config, raw, clf) -> None:
         view = ex.gradcam_for(config, images.digests[index], cam_layer, int(class_index), method,
                               images.items[index])
     opacity = float(st.session_state.get("fm_opacity", 0.5))
-    shown = fm.enlarge(raw.view, SHOWN_PX)
     what = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
     cls = names[view.class_index]
+    cam_key = (config, images.digests[index], cam_layer, int(class_index), method)
     img_col, cam_col = st.columns(2)
     with img_col:
-        st.image(fm.overlay(shown, view.heatmap, opacity), width=SHOWN_PX, alt="Grad-CAM overlay",
+        st.image(rendered.overlay(("gradcam", *cam_key), raw.view, view.heatmap, opacity, SHOWN_PX), width=SHOWN_PX,
+                 alt="Grad-CAM overlay", output_format="PNG",
                  caption=f"{what} for **{state.escape_markdown(cls)}** at {state.escape_markdown(cam_layer)} "
                          f"({view.cam.shape[0]}×{view.cam.shape[1]} cells), over the image; opacity as above.")
     with cam_col:
-        st.image(fm.colorize(fm.resample_nearest(view.cam, SHOWN_PX, SHOWN_PX), "inferno"), width=SHOWN_PX,
-                 alt="Grad-CAM map at the layer's resolution",
+        st.image(rendered.png(fm.colorize(fm.resample_nearest(view.cam, SHOWN_PX, SHOWN_PX), "inferno")),
+                 width=SHOWN_PX, output_format="PNG", alt="Grad-CAM map at the layer's resolution",
                  caption="The same map at the layer's own resolution: one square per cell.")
     if view.flat:
         st.caption(f"The map is empty: nothing at {state.escape_markdown(cam_layer)} speaks *for* "
@@ -145,7 +143,7 @@ def _gradcam(images, index, backbone, layers, config, raw, clf) -> None:
                 language="python", wrap_lines=True)
 
 
-def _receptive_field(layer, config, raw) -> None:
+def _receptive_field(layer, config, raw, digest: str) -> None:
     st.subheader("What one cell sees")
     st.markdown(
         "Each cell of a feature map is computed from a square of input pixels, its **receptive field**: every "
@@ -155,6 +153,7 @@ def _receptive_field(layer, config, raw) -> None:
     fields = ex.receptive_fields_for(config)
     rf = fields.get(layer.name)
     fmap = raw.maps[layer.name]
+    map_key = (config, digest, layer.name)
     h, w = fmap.shape[:2]
     if rf is None:
         st.info(f"The receptive field of {state.escape_markdown(layer.name)} cannot be worked out from its graph.",
@@ -165,17 +164,10 @@ def _receptive_field(layer, config, raw) -> None:
     map_col, image_col = st.columns(2)
     with map_col:
         if h * w <= MAX_CHART_CELLS:
-            mean = fm.mean_map(fmap)
-            rows, cols = np.mgrid[0:h, 0:w]
-            data = pd.DataFrame({"row": rows.ravel(), "col": cols.ravel(), "mean": mean.ravel()})
-            pick = alt.selection_point(name="cell", fields=["row", "col"], on="click")
-            chart = (alt.Chart(data).mark_rect()
-                     .encode(x=alt.X("col:O", axis=None), y=alt.Y("row:O", axis=None),
-                             color=alt.Color("mean:Q", scale=alt.Scale(scheme="viridis"), title="mean"),
-                             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
-                             tooltip=["row:O", "col:O", alt.Tooltip("mean:Q", format=".3g")])
-                     .add_params(pick).properties(width=SHOWN_PX - 60, height=SHOWN_PX - 60))
-            event = st.altair_chart(chart, on_select="rerun", key="fm_rf_chart")
+            # A cached Vega-Lite dict: building and validating the Altair chart took longer than the rest
+            # of this section on every rerun.
+            spec = rendered.cell_picker(map_key, fm.mean_map(fmap), SHOWN_PX - 60)
+            event = st.vega_lite_chart(spec=spec, on_select="rerun", key="fm_rf_chart")
             picked = (event.selection.get("cell") if event and event.selection else None) or []
             if picked:
                 cell = (int(picked[0]["row"]), int(picked[0]["col"]))
@@ -191,8 +183,8 @@ def _receptive_field(layer, config, raw) -> None:
     top, left, bottom, right = ex.region_for(rf, row, col, size)
     shown = fm.enlarge(raw.view, SHOWN_PX)
     with image_col:
-        st.image(ex.outline(shown, (top, left, bottom, right), scale=shown.shape[0] / size[0]), width=SHOWN_PX,
-                 alt=f"Receptive field of cell ({row}, {col}) outlined",
+        st.image(rendered.png(ex.outline(shown, (top, left, bottom, right), scale=shown.shape[0] / size[0])),
+                 width=SHOWN_PX, output_format="PNG", alt=f"Receptive field of cell ({row}, {col}) outlined",
                  caption=f"Cell ({row}, {col}) of {state.escape_markdown(layer.name)} sees rows {top}–{bottom - 1} "
                          f"and columns {left}–{right - 1} of the input.")
     rh, rw = (f"{v:g}" for v in rf.size)
@@ -203,20 +195,10 @@ def _receptive_field(layer, config, raw) -> None:
                   else "."))
     st.caption("The field is the *theoretical* one: every pixel in it can change the cell, but those near its "
                "centre usually matter most.")
-    channels = ex.top_channels_at(fmap, row, col, 6)
     # The cell's strongest channels as small maps with the cell marked: what it responds to, and where else.
-    tiles, captions = [], []
-    for channel, value in channels:
-        m = fmap[..., channel]
-        lo, hi = float(m.min()), float(m.max())
-        unit = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-        k = max(1, TILE_PX * 2 // max(h, w))
-        tile = fm.colorize(fm.resample_nearest(unit, h * k, w * k), "viridis")
-        tiles.append(ex.outline(tile, (row, col, row + 1, col + 1), scale=k, width=max(1, k // 4)))
-        captions.append(f"channel {channel} · {value:.3g}")
+    tiles, captions, alts = rendered.cell_channels(map_key, fmap, int(row), int(col), 6, TILE_PX * 2)
     st.markdown("**Most active channels at this cell** (their whole maps, the cell outlined):")
-    st.image(tiles, width=TILE_PX * 2, caption=captions, output_format="PNG",
-             alt=[f"channel {c} map" for c, _ in channels])
+    st.image(tiles, width=TILE_PX * 2, caption=captions, output_format="PNG", alt=alts)
 
 
 def _first_filters(images, index, backbone, layers, config) -> None:
@@ -232,12 +214,8 @@ def _first_filters(images, index, backbone, layers, config) -> None:
     )
     tiles = ex.filter_tiles(kernel)[:16]
     maps = cache.raw_maps(config, (name,), images.digests[index], images.items[index]).maps[name]
-    pairs = []
-    captions = []
-    for c, tile in enumerate(tiles):
-        pairs.append(fm.resample_nearest(tile, TILE_PX, TILE_PX))
-        pairs.append(fm.hierarchy_tile(maps[..., c:c + 1], TILE_PX, "mean", "gray"))
-        captions += [f"filter {c}", "its map"]
+    pairs = rendered.filter_pairs((config, images.digests[index], name), tiles, maps, TILE_PX)
+    captions = [text for c in range(len(tiles)) for text in (f"filter {c}", "its map")]
     st.image(pairs, width=TILE_PX, caption=captions, output_format="PNG",
              alt=[f"first-layer tile {i}" for i in range(len(pairs))])
     k = kernel.shape[0]
