@@ -12,6 +12,11 @@ demo-shapes at its own size) prints, on the same files and the same three layers
 * on MobileNetV2: where the time per image goes (read, decode, resize, copy, forward+pool) and
   peak resident memory for 200 and 1,000 images with each runtime (each in a fresh process).
 
+The timed methods run in interleaved rounds (``--rounds``, default 5): each round times every
+method once, back to back, so a swing in the machine's load hits all of them alike. Rates are
+medians over the rounds, and each ratio is the median of the per-round ratios, printed with its
+range: on a shared 2-core machine one pass can be 10 % off the next.
+
 Usage:
     python benchmarks/bench_extraction.py            # mobilenetv2, resnet50, efficientnetb0, demo-shapes
     python benchmarks/bench_extraction.py --quick    # mobilenetv2 and resnet50 only
@@ -24,6 +29,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,17 +93,17 @@ def seed_method(backbone, layers, paths, module, size=SIZE) -> float:
     return rate(len(paths), time.perf_counter() - start)
 
 
-def end_to_end(fx, paths, batch_size: int) -> float:
-    from extractor import gather_paths
-
-    sources = gather_paths([str(p) for p in paths]).sources
-    fx.extract(sources[:batch_size], batch_size=batch_size)  # warm
-    seconds = best_of(lambda: fx.extract(sources, batch_size=batch_size), repeats=2)
-    return rate(len(paths), seconds)
+def end_to_end(fx, sources, batch_size: int) -> float:
+    """``extractor`` from the JPEG files (read, decode, resize, forward, pool): one timed pass."""
+    start = time.perf_counter()
+    fx.extract(sources, batch_size=batch_size)
+    return rate(len(sources), time.perf_counter() - start)
 
 
-def peer_method(backbone, layers, folder: Path, module, poolings, batch_size: int) -> float:
-    """What a Keras user writes today: a tf.data pipeline from the folder, one predict, NumPy pooling."""
+def peer_method(backbone, layers, folder: Path, module, poolings, batch_size: int):
+    """What a Keras user writes today: a tf.data pipeline from the folder, one predict, NumPy pooling.
+
+    Warms it up and returns a function that times one pass (images/s)."""
     import keras
     import tensorflow as tf
 
@@ -116,7 +122,7 @@ def peer_method(backbone, layers, folder: Path, module, poolings, batch_size: in
 
     run()  # warm (graph building, file listing)
     n = len(list(folder.glob("*.jpg")))
-    return rate(n, best_of(run, repeats=2))
+    return lambda: rate(n, best_of(run, repeats=1))
 
 
 def pool_numpy(x, pooling):
@@ -126,12 +132,14 @@ def pool_numpy(x, pooling):
 
 
 def ready_forward(fx, batch: np.ndarray, batch_size: int) -> float:
-    """Ceiling: the engine alone on ready, resized uint8 batches (preprocess and pooling are in the graph)."""
+    """Ceiling: the engine alone on ready, resized uint8 batches (preprocess and pooling are in the graph);
+    one timed pass over as many images as ``batch`` holds."""
     chunk = batch[:batch_size]
-    fx.run_batch(chunk)
     n_batches = max(1, len(batch) // batch_size)
-    seconds = best_of(lambda: [fx.run_batch(chunk) for _ in range(n_batches)], repeats=2)
-    return rate(n_batches * batch_size, seconds)
+    start = time.perf_counter()
+    for _ in range(n_batches):
+        fx.run_batch(chunk)
+    return rate(n_batches * batch_size, time.perf_counter() - start)
 
 
 def memory_child(backbone_name: str, folder: str, count: int, batch_size: int, runtime: str) -> None:
@@ -203,8 +211,14 @@ def profile_split(fx, paths, batch_size: int) -> dict[str, float]:
 
 
 def bench_backbone(name: str, module, paths, folder: Path, batch_size: int, seed_images: int, memory_counts,
-                   profile: bool) -> dict:
-    from extractor import FeatureExtractor, feature_layers, load_backbone
+                   profile: bool, rounds: int) -> dict:
+    """Every method on the same files and layers, in ``rounds`` interleaved rounds.
+
+    A round times each method once, one right after the other, so a change of load on the machine
+    hits every method of that round alike. Rates are the median over rounds; each ratio is the
+    median of its per-round ratios (both sides measured minutes apart at most), with its range.
+    """
+    from extractor import FeatureExtractor, feature_layers, gather_paths, load_backbone
 
     backbone = load_backbone(name, weights="none" if name != "demo-shapes" else "pretrained",
                              input_size=None if name == "demo-shapes" else SIZE)
@@ -213,33 +227,52 @@ def bench_backbone(name: str, module, paths, folder: Path, batch_size: int, seed
     layers = [table[len(table) // 4].name, table[len(table) // 2].name, table[-1].name][:SEED_LAYERS]
     poolings = ["avg", "max", "gem"]
     batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize(size[::-1])) for p in paths[:4 * batch_size]])
+    sources = gather_paths([str(p) for p in paths]).sources
 
-    row = {"backbone": name, "images": len(paths), "batch_size": batch_size, "layers": layers, "size": size}
+    row = {"backbone": name, "images": len(paths), "batch_size": batch_size, "layers": layers, "size": size,
+           "rounds": rounds}
     if module is not None:
         row["seed_ips"] = seed_method(backbone, layers, paths[:seed_images], module, size)
-    row["peer_ips"] = peer_method(backbone, layers, folder, module, poolings, batch_size)
+    peer = peer_method(backbone, layers, folder, module, poolings, batch_size)
+    extractors = {}
     for runtime in ("tensorflow", "openvino"):
         for precision in ("float32", "bfloat16"):
             start = time.perf_counter()
             fx = FeatureExtractor(backbone, layers, poolings, runtime=runtime, precision=precision)
             tag = f"{runtime[:2]}_{precision[:4]}"
             row[f"build_s_{tag}"] = time.perf_counter() - start
-            row[f"ceiling_{tag}"] = ready_forward(fx, batch, batch_size)
-            row[f"e2e_{tag}"] = end_to_end(fx, paths, batch_size)
+            fx.run_batch(batch[:batch_size])  # warm: the first call compiles
+            fx.extract(sources[:batch_size], batch_size=batch_size)
+            extractors[tag] = fx
             if profile and precision == "float32":
                 row[f"profile_{tag}"] = profile_split(fx, paths[:4 * batch_size], batch_size)
-            del fx
-            gc.collect()
+    measured: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        measured.setdefault("peer_ips", []).append(peer())
+        for tag, fx in extractors.items():
+            measured.setdefault(f"ceiling_{tag}", []).append(ready_forward(fx, batch, batch_size))
+            measured.setdefault(f"e2e_{tag}", []).append(end_to_end(fx, sources, batch_size))
+    row["per_round"] = measured
+    for key, values in measured.items():
+        row[key] = statistics.median(values)
+    del extractors
+    gc.collect()
     if memory_counts:
         row["peak_mib"] = {(rt, n): peak_memory(name, folder, n, batch_size, rt)
                            for rt in ("tensorflow", "openvino") for n in memory_counts}
     return row
 
 
+def ratio(row: dict, top: str, bottom: str) -> tuple[float, float, float]:
+    """Median, lowest and highest over the rounds of ``top`` ÷ ``bottom`` (each round's own pair)."""
+    pairs = [a / b for a, b in zip(row["per_round"][top], row["per_round"][bottom], strict=True)]
+    return statistics.median(pairs), min(pairs), max(pairs)
+
+
 def report(row: dict) -> None:
     g = row.get
     print(f"\n## {row['backbone']} at {row['size'][0]}×{row['size'][1]}  (layers {', '.join(row['layers'])}; "
-          f"avg, max, gem)")
+          f"avg, max, gem; medians of {row['rounds']} interleaved rounds)")
     if "seed_ips" in row:
         print(f"seed method (predict per image, model per layer)   : {row['seed_ips']:8.1f} images/s")
     print(f"peer (image_dataset_from_directory → predict)      : {row['peer_ips']:8.1f} images/s")
@@ -247,15 +280,17 @@ def report(row: dict) -> None:
                        ("op_floa", "OpenVINO float32"), ("op_bflo", "OpenVINO bfloat16")):
         print(f"{label:<20} ceiling {g('ceiling_' + tag):7.1f}  end to end {g('e2e_' + tag):7.1f} images/s"
               f"   (e2e ÷ ceiling {g('e2e_' + tag) / g('ceiling_' + tag):.2f}; build {g('build_s_' + tag):.1f} s)")
-    peer = row["peer_ips"]
-    print(f"OV f32 end to end ÷ peer                           : {g('e2e_op_floa') / peer:8.2f}×  "
-          "(target ≥ 2 MobileNetV2, ≥ 1.3 ResNet50)")
-    print(f"TF f32 end to end ÷ peer                           : {g('e2e_te_floa') / peer:8.2f}×")
-    print(f"OV f32 end to end ÷ OV f32 ceiling                 : {g('e2e_op_floa') / g('ceiling_op_floa'):8.2f}   "
-          "(target ≥ 0.85 ResNet50)")
-    print(f"OV bf16 ÷ OV f32, end to end                       : {g('e2e_op_bflo') / g('e2e_op_floa'):8.2f}×  "
-          "(target ≥ 1.8 ResNet50)")
-    print(f"OV f32 ÷ TF f32, end to end                        : {g('e2e_op_floa') / g('e2e_te_floa'):8.2f}×")
+    def line(label: str, top: str, bottom: str, target: str = "") -> None:
+        mid, low, high = ratio(row, top, bottom)
+        spread = f"(rounds {low:.2f}–{high:.2f})" if row["rounds"] > 1 else ""
+        print(f"{label:<51}: {mid:8.2f}×  {spread}{'  ' + target if target else ''}")
+
+    line("OV f32 end to end ÷ peer", "e2e_op_floa", "peer_ips", "(target ≥ 2 MobileNetV2, ≥ 1.3 ResNet50)")
+    line("TF f32 end to end ÷ peer", "e2e_te_floa", "peer_ips")
+    line("OV f32 end to end ÷ OV f32 ceiling", "e2e_op_floa", "ceiling_op_floa", "(target ≥ 0.85 ResNet50)")
+    line("OV bf16 ÷ OV f32, end to end", "e2e_op_bflo", "e2e_op_floa", "(target ≥ 1.8 ResNet50)")
+    line("OV bf16 ÷ OV f32, ceiling (bare forward)", "ceiling_op_bflo", "ceiling_op_floa")
+    line("OV f32 ÷ TF f32, end to end", "e2e_op_floa", "e2e_te_floa")
     if "seed_ips" in row:
         print(f"OV f32 end to end ÷ seed method                    : {g('e2e_op_floa') / row['seed_ips']:8.1f}×")
     for tag in ("te_floa", "op_floa"):
@@ -283,6 +318,7 @@ def main() -> None:
     parser.add_argument("--backbones", default=None, help="default mobilenetv2,resnet50,efficientnetb0,demo-shapes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=256, help="JPEGs to write (at least 256 for the targets)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per backbone (default 5; --quick 2)")
     parser.add_argument("--memory-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -308,7 +344,7 @@ def main() -> None:
         for name in names:
             memory_counts = (200, 1000) if name == "mobilenetv2" else ()
             row = bench_backbone(name, modules[name], paths, folder, args.batch_size, seed_images, memory_counts,
-                                 profile=name == "mobilenetv2")
+                                 profile=name == "mobilenetv2", rounds=args.rounds or (2 if args.quick else 5))
             report(row)
 
 
