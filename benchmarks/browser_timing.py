@@ -39,62 +39,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-#: No DOM change for this long (after everything else holds) counts as settled.
-QUIET_MS = 150
+# The observer is the real-browser tests' own (tests/browser_support.py): one definition of "settled".
+from browser_support import DIAGNOSE, QUIET_MS, READY, SETTLED, install  # noqa: E402
+
 CHART = '[data-testid="stVegaLiteChart"]'
-
-# Installed once per page (idempotent; re-install after a navigation that reloads the document).
-OBSERVER = """() => {
-  if (window.__le) return;
-  const app = document.querySelector('[data-testid="stApp"]');
-  const le = window.__le = {runs: [], last: performance.now()};
-  new MutationObserver(() => le.runs.push(app.getAttribute('data-test-script-state')))
-    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-  // The page's own content only: an open dropdown or a tooltip lives in a portal outside it.
-  const main = document.querySelector('[data-testid="stMain"]') || document.body;
-  new MutationObserver(() => { le.last = performance.now(); })
-    .observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
-}"""
-
-# ``false`` until settled; then how long the page has been quiet (ms).
-SETTLED = """([n, quietMs]) => {
-  const le = window.__le;
-  const runs = le.runs.slice(n);
-  if (!runs.includes('running') || runs[runs.length - 1] !== 'notRunning') return false;
-  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'))
-    return false;
-  if (document.querySelector('[data-stale="true"]')) return false;
-  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
-  if (!charts.every(c => c.querySelector('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, canvas')))
-    return false;
-  const main = document.querySelector('[data-testid="stMain"]') || document;
-  // Images in view (lazy ones below the fold load only when scrolled to, as for the user).
-  const inView = i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; };
-  if (![...main.querySelectorAll('img')].every(i => i.complete || !inView(i))) return false;
-  const quiet = performance.now() - le.last;
-  return quiet >= quietMs ? quiet : false;
-}"""
-
-# Which part of SETTLED does not hold (for the error when a click never settles).
-DIAGNOSE = """n => {
-  const main = document.querySelector('[data-testid="stMain"]') || document;
-  return {runs: window.__le.runs.slice(n),
-          stale: document.querySelectorAll('[data-stale="true"]').length,
-          charts: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
-                    .filter(c => !c.querySelector('svg path, canvas')).length,
-          images: [...main.querySelectorAll('img')].filter(i => !i.complete).map(i => i.alt).slice(0, 5),
-          quietMs: performance.now() - window.__le.last};
-}"""
 
 
 def settle(page, timeout_ms: int = 600_000) -> None:
     """Wait until the app's script has finished its run (a first run builds a network: minutes under load)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
-
-
-def install(page) -> None:
-    """Start observing ``page`` (call once the app has drawn, and again after a full reload)."""
-    page.evaluate(OBSERVER)
+    page.wait_for_selector(READY, timeout=timeout_ms)
 
 
 def timed(page, action: Callable[[], object], think_ms: int = 1000, quiet_ms: int = QUIET_MS) -> float:
@@ -134,32 +87,10 @@ def checkout(ref: str | None) -> Iterator[Path]:
 @contextmanager
 def server(tmp: Path, ref: str | None = None, env_extra: dict | None = None) -> Iterator[str]:
     """``streamlit run app.py`` of this checkout or of revision ``ref`` on a free loopback port; yields its URL."""
-    from browser_support import free_port, need_chromium, wait_healthy
+    from browser_support import streamlit_server
 
-    need_chromium()
-    with checkout(ref) as root:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
-        env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
-        env.update(env_extra or {})
-        log = tmp / f"streamlit-{port}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true",
-                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-                cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_healthy(url, proc, log)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+    with checkout(ref) as root, streamlit_server(tmp, root=root, env_extra=env_extra) as url:
+        yield url
 
 
 def load_average() -> str:

@@ -60,20 +60,21 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | None = None):
-    """Run ``streamlit run SCRIPT`` (app.py by default) from the repository root; yield its URL."""
+def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | None = None, root: Path = ROOT):
+    """Run ``streamlit run SCRIPT`` (``root``/app.py by default) from ``root``, the repository root
+    unless a benchmark passes another checkout; yield its URL."""
     need_chromium()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
     env.update(env_extra or {})
-    log = tmp / "streamlit.log"
+    log = tmp / f"streamlit-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "app.py"), "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(script or root / "app.py"), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         wait_healthy(url, proc, log)
@@ -85,6 +86,76 @@ def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | No
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+#: No DOM change for this long (after everything else holds) counts as settled.
+QUIET_MS = 150
+
+# Installed once per page (idempotent; re-install after a navigation that reloads the document).
+OBSERVER = """() => {
+  if (window.__le) return;
+  const app = document.querySelector('[data-testid="stApp"]');
+  const le = window.__le = {runs: [], last: performance.now()};
+  new MutationObserver(() => le.runs.push(app.getAttribute('data-test-script-state')))
+    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  // The page's own content only: an open dropdown or a tooltip lives in a portal outside it.
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  new MutationObserver(() => { le.last = performance.now(); })
+    .observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+# ``false`` until settled; then how long the page has been quiet (ms).
+SETTLED = """([n, quietMs]) => {
+  const le = window.__le;
+  const runs = le.runs.slice(n);
+  if (!runs.includes('running') || runs[runs.length - 1] !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'))
+    return false;
+  if (document.querySelector('[data-stale="true"]')) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  if (!charts.every(c => c.querySelector('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, canvas')))
+    return false;
+  const main = document.querySelector('[data-testid="stMain"]') || document;
+  // Images in view (lazy ones below the fold load only when scrolled to, as for the user).
+  const inView = i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; };
+  if (![...main.querySelectorAll('img')].every(i => i.complete || !inView(i))) return false;
+  const quiet = performance.now() - le.last;
+  return quiet >= quietMs ? quiet : false;
+}"""
+
+# Which part of SETTLED does not hold (for the error when a click never settles).
+DIAGNOSE = """n => {
+  const main = document.querySelector('[data-testid="stMain"]') || document;
+  return {runs: window.__le.runs.slice(n),
+          stale: document.querySelectorAll('[data-stale="true"]').length,
+          charts: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                    .filter(c => !c.querySelector('svg path, canvas')).length,
+          images: [...main.querySelectorAll('img')].filter(i => !i.complete).map(i => i.alt).slice(0, 5),
+          quietMs: performance.now() - window.__le.last};
+}"""
+
+
+def install(page) -> None:
+    """Start observing ``page`` (call once the app has drawn, and again after a full reload)."""
+    page.evaluate(OBSERVER)
+
+
+def act(page, action, timeout_ms: int = STEP_MS) -> None:
+    """Do ``action()`` (a click, a typed value) and wait until the rerun it caused has started *and*
+    ended and the page has settled (the definition above, as the browser benchmarks time it).
+
+    Not :func:`settle`: right after a click the previous run's "notRunning" still shows, so waiting
+    for it can return before the click's rerun has begun, and the next step then acts on a page that
+    a rerun in flight is about to replace (a value typed into a field that is being redrawn is lost).
+    For actions that cause a rerun only (an expander opens in the browser alone).
+    """
+    install(page)
+    n = page.evaluate("() => window.__le.runs.length")
+    action()
+    try:
+        page.wait_for_function(SETTLED, arg=[n, QUIET_MS], timeout=timeout_ms, polling=50)
+    except Exception as exc:
+        raise AssertionError(f"the page did not settle after the action: {page.evaluate(DIAGNOSE, n)}") from exc
 
 
 def launch(playwright):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, STEP_MS, launch, no_exception, settle, streamlit_server
+from browser_support import ARTIFACTS, STEP_MS, act, launch, no_exception, settle, streamlit_server
 from test_app_state import labelled_zip
 
 from extractor import load_backbone
@@ -23,20 +23,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BACKBONE = "vgg16"
 
 
-# Once marked xfail for an intermittent jump back to Feature maps: the click on "Layer selection"
-# landed on Streamlit's legacy menu of a fresh server (app.py imported TensorFlow before its
-# st.navigation), and the next sidebar change fell back to the default page. app.py now calls
-# st.navigation first; tests/test_browser_navigation.py reproduces the jump directly.
-# Still not strict-passing: in 2 of 4 runs here (load average 9-14 on 2 cores) the run after the
-# Runtime → TensorFlow click had not finished 120 s later (empty main area, sidebar drawn up to the
-# expander, so the weights badge's resolve_backbone() had not returned); no jump. One cause found and
-# fixed since: a run waiting in the model pool for a build that the building run's own rerun stopped
-# re-raised that run's Streamlit control-flow exception and stopped halfway (tests/test_model_pool.py).
-# On a quiet machine after that fix, one run failed differently: the input size typed right after the
-# backbone change read 224 again (the field replaced by a rerun still in flight). Left open.
-@pytest.mark.xfail(reason="intermittent in the real browser: a sidebar value typed while a rerun is in flight "
-                          "is lost, or that run does not finish (issue 10, open)",
-                   strict=False)
+# Once marked xfail, for two intermittent failures, both found and fixed:
+# * a jump back to Feature maps: the click on "Layer selection" landed on Streamlit's legacy menu of a
+#   fresh server (app.py imported TensorFlow before its st.navigation); tests/test_browser_navigation.py;
+# * a value typed into the input-size field read 224 again, or a run never finished: the test waited
+#   with settle() right after each click, which can return before the click's rerun has even begun
+#   (the previous run's "notRunning" still shows), so it typed into a field that the backbone change's
+#   rerun was about to replace. Each step now waits for the rerun it caused (browser_support.act),
+#   as a person waits to see the new field; and a run waiting in the model pool no longer re-raises
+#   another run's Streamlit control-flow exception (tests/test_model_pool.py).
 def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -49,33 +44,27 @@ def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 3000}, accept_downloads=True)
             page.goto(url, timeout=STEP_MS)
-            settle(page)
             sidebar = page.locator('[data-testid="stSidebar"]')
-            sidebar.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Layer selection").click()
+            expect(sidebar.locator('[data-testid="stSidebarNav"]')).to_be_visible(timeout=STEP_MS)  # the first run drew
             settle(page)
+            act(page, sidebar.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Layer selection").click)
 
             # The sidebar: the zip, random weights (first, so no ImageNet load is tried), a small backbone at 32 px.
-            sidebar.get_by_text("Upload", exact=True).click()
+            act(page, sidebar.get_by_text("Upload", exact=True).click)
             dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
             expect(dropzone).to_be_attached(timeout=STEP_MS)
-            dropzone.set_input_files(str(upload))
+            act(page, lambda: dropzone.set_input_files(str(upload)))
             expect(sidebar.get_by_text("12 images · 3 classes", exact=True)).to_be_visible(timeout=STEP_MS)
-            settle(page)
-            sidebar.get_by_text("Random (untrained)", exact=True).click()
-            settle(page)
+            act(page, sidebar.get_by_text("Random (untrained)", exact=True).click)
             sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Backbone").click()
-            page.get_by_role("option", name=f"{BACKBONE} (VGG)", exact=False).click()
-            settle(page)
+            act(page, page.get_by_role("option", name=f"{BACKBONE} (VGG)", exact=False).click)
             sidebar.get_by_text("Input size, resize, precision", exact=True).click()
             size = sidebar.get_by_label("Input size (pixels per side)", exact=True)
             expect(size).to_have_count(1, timeout=STEP_MS)  # the previous backbone's field has gone
-            size.fill("32")
-            size.press("Enter")
-            settle(page)
+            act(page, lambda: (size.fill("32"), size.press("Enter")))
             expect(size).to_have_value("32")
             # TensorFlow: this flow is about the sidebar's state, not about OpenVINO conversions on 2 cores.
-            sidebar.get_by_text("TensorFlow", exact=True).click()
-            settle(page)
+            act(page, sidebar.get_by_text("TensorFlow", exact=True).click)
 
             page.screenshot(path=str(ARTIFACTS / "browser-state-sidebar.png"), full_page=True)
             # The sweep, then its recommendation to Export.
