@@ -170,11 +170,11 @@ def reproduce_files(config: BackboneConfig, layers: Sequence[str], poolings: Seq
     """``config.json`` bytes and the runnable script for the chosen extraction.
 
     ``images`` are the exported rows' ``paths`` in order (the script then writes its rows in that
-    order); ``image_set`` is the session's image set: for a BN-calibrated configuration the script
+    order). ``image_set`` is the session's image set: for a BN-calibrated configuration the script
     calibrates on the same images of it (:func:`ui.calibrated.chosen_indices`) before it extracts,
-    so it gives the app's features, not those of the uncalibrated network; ``weights_info`` (the loaded backbone's :class:`extractor.WeightsInfo`) goes into
-    config.json as ``weights_kind``/``weights_description``, so a file of random-weight features
-    says so. A local weights file or model file appears by its file name only (never a server
+    so it gives the app's features, not those of the uncalibrated network. ``weights_info`` (the
+    loaded backbone's :class:`extractor.WeightsInfo`) goes into config.json as
+    ``weights_kind``/``weights_description``, so a file of random-weight features says so. A local weights file or model file appears by its file name only (never a server
     path); the script reads such a file from its own folder.
     """
     weights = config.weights

@@ -13,6 +13,9 @@ session's bound applies to each session) and picks per call, from its unhashed i
 uploaded ``ImageSource``) to the session's. Outside a script run there is no session: the
 shared cache is used. ``clear()`` empties the shared cache and, inside a session, that session's.
 
+:func:`session_data` is the session-scoped cache alone, for what is drawn from a session's images
+whatever their origin (the pictures of :mod:`ui.rendered`).
+
 Example (in a module of ``ui/``)::
 
     @private_cache.data(max_entries=12, max_size="384MB")
@@ -30,7 +33,7 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-__all__ = ["data", "is_upload"]
+__all__ = ["data", "session_data", "is_upload"]
 
 _ITEM_ARGS = ("_items", "_item")
 
@@ -77,6 +80,24 @@ def data(*, max_entries: int, max_size: str | int | None = None, show_spinner: b
 
         call.clear = clear
         call.shared, call.private = shared, private
+        return call
+
+    return wrap
+
+
+def session_data(*, max_entries: int, max_size: str | int | None = None) -> Callable:
+    """Decorator: ``st.cache_data(scope="session")`` with these bounds (per session). Outside a
+    script run (a doctest, a worker thread) there is no session to cache in, so the function just runs."""
+
+    def wrap(fn: Callable) -> Callable:
+        cached = st.cache_data(max_entries=max_entries, max_size=max_size, show_spinner=False, scope="session")(fn)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            if get_script_run_ctx(suppress_warning=True) is None:
+                return fn(*args, **kwargs)
+            return cached(*args, **kwargs)
+
         return call
 
     return wrap

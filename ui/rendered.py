@@ -23,42 +23,22 @@ drops a session's caches when it disconnects). The bounds are per session.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import altair as alt
 import numpy as np
-import streamlit as st
 from PIL import Image
-from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from . import feature_maps as fm
+from . import private_cache
 
 __all__ = ["png", "pngs", "mosaic", "hierarchy_tile", "histogram", "overlay", "cell_picker", "cell_channels",
            "filter_pairs"]
 
 
-def _per_session(**bounds) -> Callable:
-    """``st.cache_data(scope="session", **bounds)``; outside a script run (a doctest, a worker
-    thread) there is no session to cache in, so the function just runs."""
-
-    def wrap(fn: Callable) -> Callable:
-        cached = st.cache_data(show_spinner=False, scope="session", **bounds)(fn)
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            if get_script_run_ctx(suppress_warning=True) is None:
-                return fn(*args, **kwargs)
-            return cached(*args, **kwargs)
-
-        return call
-
-    return wrap
-
-
-@_per_session(max_entries=512, max_size="48MB")
+@private_cache.session_data(max_entries=512, max_size="48MB")
 def _png(digest: str, _pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(_pixels).save(buf, format="PNG", compress_level=3)
@@ -79,7 +59,7 @@ def png(pixels: np.ndarray) -> bytes:
     return _png(digest, a)
 
 
-@_per_session(max_entries=32, max_size="48MB")
+@private_cache.session_data(max_entries=32, max_size="48MB")
 def mosaic(key: tuple, _fmap: np.ndarray, shown: tuple[int, ...], scale: str, cmap: str, target_cell: int,
            max_cell: int, max_width: int) -> tuple[bytes, int]:
     """:func:`ui.feature_maps.compose_mosaic` of the channels ``shown`` as PNG bytes, and its width in px.
@@ -91,13 +71,13 @@ def mosaic(key: tuple, _fmap: np.ndarray, shown: tuple[int, ...], scale: str, cm
     return png(m.image), int(m.image.shape[1])
 
 
-@_per_session(max_entries=128, max_size="16MB")
+@private_cache.session_data(max_entries=128, max_size="16MB")
 def hierarchy_tile(key: tuple, _fmap: np.ndarray, size: int, mode: str) -> bytes:
     """:func:`ui.feature_maps.hierarchy_tile` as PNG bytes; ``key`` names the map (configuration, digest, layer)."""
     return png(fm.hierarchy_tile(_fmap, size, mode))
 
 
-@_per_session(max_entries=32, max_size="16MB")
+@private_cache.session_data(max_entries=32, max_size="16MB")
 def histogram(key: tuple, _fmap: np.ndarray) -> tuple[dict, float, bool]:
     """The activation histogram of a layer as a Vega-Lite dict (data inline), its share of zeros, and
     whether the zeros were left out of the bins; ``key`` names the map (configuration, digest, layer)."""
@@ -121,7 +101,7 @@ def pngs(images: Sequence[np.ndarray]) -> list[bytes]:
     return [png(im) for im in images]
 
 
-@_per_session(max_entries=32, max_size="24MB")
+@private_cache.session_data(max_entries=32, max_size="24MB")
 def overlay(key: tuple, _image: np.ndarray, _heat: np.ndarray, opacity: float, min_side: int) -> bytes:
     """:func:`ui.feature_maps.overlay` of ``_heat`` over ``_image`` (enlarged to ``min_side``) as PNG bytes.
 
@@ -130,7 +110,7 @@ def overlay(key: tuple, _image: np.ndarray, _heat: np.ndarray, opacity: float, m
     return png(fm.overlay(fm.enlarge(_image, min_side), _heat, opacity))
 
 
-@_per_session(max_entries=32, max_size="16MB")
+@private_cache.session_data(max_entries=32, max_size="16MB")
 def cell_picker(key: tuple, _mean: np.ndarray, px: int) -> dict:
     """A map's mean over channels as a clickable grid of cells: a Vega-Lite dict whose point selection
     ``cell`` carries the clicked ``row`` and ``col``; ``key`` names the map (configuration, digest, layer)."""
@@ -149,7 +129,7 @@ def cell_picker(key: tuple, _mean: np.ndarray, px: int) -> dict:
     return chart.to_dict()
 
 
-@_per_session(max_entries=64, max_size="16MB")
+@private_cache.session_data(max_entries=64, max_size="16MB")
 def cell_channels(key: tuple, _fmap: np.ndarray, row: int, col: int, k: int, tile_px: int
                   ) -> tuple[list[bytes], list[str], list[str]]:
     """The ``k`` channels most active at cell (``row``, ``col``): each whole map with the cell outlined
@@ -170,7 +150,7 @@ def cell_channels(key: tuple, _fmap: np.ndarray, row: int, col: int, k: int, til
     return tiles, captions, alts
 
 
-@_per_session(max_entries=16, max_size="8MB")
+@private_cache.session_data(max_entries=16, max_size="8MB")
 def filter_pairs(key: tuple, _tiles: np.ndarray, _maps: np.ndarray, tile_px: int) -> list[bytes]:
     """Each first-layer filter (an RGB tile) followed by its map on the image, as PNG bytes;
     ``key`` names both (configuration, digest, layer)."""
