@@ -92,16 +92,34 @@ def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | No
 QUIET_MS = 150
 
 # Installed once per page (idempotent; re-install after a navigation that reloads the document).
+# It watches the whole document, not the app's element: React can mount a new ``stApp`` (seen on a
+# fresh server, while the first navigation replaces the legacy page menu), and an observer on the old
+# element then sees nothing again, so a click "never settles". Each change of the run state is kept
+# with the value it replaced (``attributeOldValue``), so a run that starts and ends within one batch of
+# records still shows as "running" then "notRunning".
 OBSERVER = """() => {
   if (window.__le) return;
-  const app = document.querySelector('[data-testid="stApp"]');
   const le = window.__le = {runs: [], last: performance.now()};
-  new MutationObserver(() => le.runs.push(app.getAttribute('data-test-script-state')))
-    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-  // The page's own content only: an open dropdown or a tooltip lives in a portal outside it.
-  const main = document.querySelector('[data-testid="stMain"]') || document.body;
-  new MutationObserver(() => { le.last = performance.now(); })
-    .observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
+  const STATE = 'data-test-script-state';
+  const current = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app ? app.getAttribute(STATE) : null;
+  };
+  let known = current();
+  new MutationObserver(records => {
+    for (const r of records) {
+      if (r.type === 'attributes' && r.attributeName === STATE) {
+        if (r.oldValue !== known) le.runs.push(r.oldValue);
+        known = null;
+      }
+      // The page's own content only: an open dropdown or a tooltip lives in a portal outside it.
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      if (el && el.closest('[data-testid="stMain"]')) le.last = performance.now();
+    }
+    const now = current();
+    if (now !== known) { le.runs.push(now); known = now; }
+  }).observe(document.documentElement,
+             {subtree: true, childList: true, attributes: true, attributeOldValue: true, characterData: true});
 }"""
 
 # ``false`` until settled; then how long the page has been quiet (ms).

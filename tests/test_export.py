@@ -274,7 +274,8 @@ def test_reproduce_config_is_plain_json():
 def test_reproduce_script_compiles_and_quotes_safely():
     script = reproduce_script(config())
     compile(script, "extract_features.py", "exec")
-    assert "from extractor import FeatureExtractor, ImageSource, gather_paths, load_backbone" in script
+    assert ("from extractor import FeatureExtractor, ImageSource, calibrate_batchnorm, gather_paths, load_backbone,"
+            " load_image") in script
     assert "LAYERS = ['block3_conv3', 'block4_pool']" in script and "INPUT_SIZE = (224, 224)" in script
     evil = dict(config(), layers=['x"""\nimport os\n"""', "\\N{oops}"], backbone="it's")
     compile(reproduce_script(evil), "x.py", "exec")  # repr() keeps every value inert
@@ -308,6 +309,11 @@ def test_reproduce_script_runs_against_the_documented_api(tmp_path, monkeypatch)
     fake = types.ModuleType("extractor")
     fake.load_backbone, fake.FeatureExtractor, fake.gather_paths = load_backbone, FeatureExtractor, gather_paths
     fake.ImageSource = ImageSource
+
+    def not_called(*args, **kwargs):  # an uncalibrated config never recalibrates nor decodes by itself
+        raise AssertionError("the script calibrated a network its config did not calibrate")
+
+    fake.calibrate_batchnorm = fake.load_image = not_called
     monkeypatch.setitem(sys.modules, "extractor", fake)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "reproduce"}

@@ -32,7 +32,8 @@ def test_a_new_model_freezes_the_heap_and_a_seen_one_does_not(monkeypatch):
     assert frozen > 1000  # pytest, NumPy, Streamlit: all long-lived now
     junk = [[i] for i in range(5000)]
     heap.keep_long_lived("demo-shapes", "block1_pool")  # seen: nothing new is frozen
-    assert gc.get_freeze_count() == frozen
+    # At most as many: a frozen object whose last reference goes is still freed (and leaves the count).
+    assert gc.get_freeze_count() <= frozen
     heap.keep_long_lived("demo-shapes", "block2_pool")  # another extractor: what lives now is frozen
     assert gc.get_freeze_count() >= frozen + 5000
     del junk
