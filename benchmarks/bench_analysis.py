@@ -228,7 +228,7 @@ def browser_session(browser, url: str, repeats: int, think_ms: int):
     from browser_timing import settle
 
     pooling = "max (global max)"
-    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    page = browser_timing.new_page(browser, viewport={"width": 1400, "height": 3600})
     try:
         page.goto(url, timeout=120_000)
         settle(page)

@@ -2,8 +2,9 @@
 
 1. Re-render after switching channel or layer, in the real browser (Chromium via Playwright,
    `streamlit run` on loopback), click → page settled, with the pooled features already cached
-   (target < 0.5 s). A channel seen for the first time runs its 2k ranked images through the
-   layer once, for the crops; seen again, nothing runs. Both are reported.
+   (target < 0.5 s). The page's first crop finds every channel's peak in every block output in one
+   pass (sets up to 512 images), so neither a channel nor a block seen for the first time runs the
+   network; a first visit still computes that layer's health table. Both visits are reported.
 2. CKA between every pair of block outputs for 600 images (demo-shapes on the shapes set: features
    extracted first, not timed), biased and debiased; and the same for 17 layers of ResNet-50-like
    widths (64…2048) on 600 random vectors (target < 2 s).
@@ -49,7 +50,7 @@ def browser_session(browser, url: str, repeats: int):
     """The timed switches on one server: yields ``(what, seconds)`` per click (``None`` while warming)."""
     from browser_timing import settle
 
-    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    page = browser_timing.new_page(browser, viewport={"width": 1400, "height": 3600})
     try:
         page.goto(url, timeout=120_000)
         settle(page)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 # The observer is the real-browser tests' own (tests/browser_support.py): one definition of "settled".
-from browser_support import DIAGNOSE, QUIET_MS, READY, SETTLED, install  # noqa: E402
+from browser_support import DIAGNOSE, QUIET_MS, READY, SETTLED, install, marks, new_page  # noqa: E402,F401
 
 CHART = '[data-testid="stVegaLiteChart"]'
 
@@ -59,14 +59,15 @@ def timed(page, action: Callable[[], object], think_ms: int = 1000, quiet_ms: in
     page.bring_to_front()  # pages of two servers take turns; a background page gets no animation frames
     if think_ms:
         page.wait_for_timeout(think_ms)
-    install(page)
-    n = page.evaluate("() => window.__le.runs.length")
+    before = marks(page)
     start = time.perf_counter()
     action()
     try:
-        quiet = page.wait_for_function(SETTLED, arg=[n, quiet_ms], timeout=120_000, polling=20).json_value()
+        quiet = page.wait_for_function(SETTLED, arg=[*before, quiet_ms], timeout=120_000, polling=20).json_value()
     except Exception as exc:
-        raise RuntimeError(f"the page did not settle: {page.evaluate(DIAGNOSE, n)}") from exc
+        shot = Path(tempfile.gettempdir()) / f"not-settled-{int(time.time())}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise RuntimeError(f"the page did not settle (screenshot {shot}): {page.evaluate(DIAGNOSE, before)}") from exc
     return time.perf_counter() - start - float(quiet) / 1000.0
 
 

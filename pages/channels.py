@@ -56,7 +56,7 @@ def one_channel(*args) -> None:
         channel_section(*args)
 
 
-def channel_section(channels, stats, layer, feats, images, config, info, backbone, random_weights) -> None:
+def channel_section(channels, stats, layer, feats, images, config, info, backbone, random_weights, blocks) -> None:
     """The channel picker, the images that excite the channel most and least, and its optimised picture.
 
     A fragment: another channel, another k or an optimisation reruns only this part, never the
@@ -80,7 +80,7 @@ def channel_section(channels, stats, layer, feats, images, config, info, backbon
         facts.append(f"prefers **{state.escape_markdown(s.top_class)}** (selectivity {s.selectivity:.2f})")
     st.markdown(" · ".join(facts))
     highest, lowest = cv.crops_for(feats.features[f"{layer}/max"], int(channel), int(k), feats=feats, images=images,
-                                   config=config, info=info)
+                                   config=config, info=info, blocks=blocks)
     hi_col, lo_col = st.columns(2)
     with hi_col:
         st.markdown(f"**Highest {len(highest)}**")
@@ -163,7 +163,7 @@ with state.page_guard("looking at the channels"):
         st.info("**Random weights.** Channels of an untrained network respond to colour and contrast by chance; "
                 "the top images, selectivity and activation maximisation below show what the *architecture* "
                 "does on its own, not what training taught it.", icon=":material/casino:")
-    one_channel(channels, stats, layer, feats, images, config, info, backbone, random_weights)
+    one_channel(channels, stats, layer, feats, images, config, info, backbone, random_weights, blocks)
 
     # -- channel health
     st.subheader("Channel health")

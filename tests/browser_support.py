@@ -122,11 +122,54 @@ OBSERVER = """() => {
              {subtree: true, childList: true, attributes: true, attributeOldValue: true, characterData: true});
 }"""
 
-# ``false`` until settled; then how long the page has been quiet (ms).
-SETTLED = """([n, quietMs]) => {
-  const le = window.__le;
-  const runs = le.runs.slice(n);
-  if (!runs.includes('running') || runs[runs.length - 1] !== 'notRunning') return false;
+# Added to a page before it loads (:func:`new_page`): counts the server's "script finished" messages.
+# The run-state attribute alone cannot show every run: a fragment's rerun (a channel switch) that
+# starts and ends within one render never changes it, so a click on it "never settled". Streamlit's
+# ForwardMsg is protobuf; its top-level field 6 is ``script_finished`` (an enum: 0 finished, 3 fragment
+# run finished; 1 compile error and 2 "finished early for a rerun" leave a run to come).
+WS_HOOK = """(() => {
+  if (window.__leWs) return;
+  const ws = window.__leWs = {finished: [], last: 0};
+  const varint = (b, i) => { let v = 0, s = 0, x; do { x = b[i++]; v += (x & 0x7f) * 2 ** s; s += 7; } while (x & 0x80 && i < b.length); return [v, i]; };
+  const scan = buffer => {
+    const b = new Uint8Array(buffer);
+    let i = 0;
+    while (i < b.length) {
+      let tag, v;
+      [tag, i] = varint(b, i);
+      const field = Math.floor(tag / 8), type = tag & 7;
+      if (type === 0) { [v, i] = varint(b, i); if (field === 6 && (v === 0 || v === 3)) ws.finished.push(performance.now()); }
+      else if (type === 2) { [v, i] = varint(b, i); i += v; }
+      else if (type === 1) i += 8;
+      else if (type === 5) i += 4;
+      else return;
+    }
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', e => {
+        ws.last = performance.now();
+        if (e.data instanceof ArrayBuffer) scan(e.data);
+        else if (e.data instanceof Blob) e.data.arrayBuffer().then(scan);
+      });
+    }
+  };
+})();"""
+
+# ``false`` until settled; then how long the page has been quiet (ms). ``n``: the run-state changes
+# and ``f`` the finished runs seen before the action (counts, from :func:`marks`).
+SETTLED = """([n, f, quietMs]) => {
+  const le = window.__le, ws = window.__leWs;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (ws) {
+    // The server said the action's run finished, and the page shows no run going.
+    if (ws.finished.length <= f || !app || app.getAttribute('data-test-script-state') === 'running') return false;
+  } else {
+    const runs = le.runs.slice(n);
+    if (!runs.includes('running') || runs[runs.length - 1] !== 'notRunning') return false;
+  }
   if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'))
     return false;
   if (document.querySelector('[data-stale="true"]')) return false;
@@ -137,14 +180,15 @@ SETTLED = """([n, quietMs]) => {
   // Images in view (lazy ones below the fold load only when scrolled to, as for the user).
   const inView = i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; };
   if (![...main.querySelectorAll('img')].every(i => i.complete || !inView(i))) return false;
-  const quiet = performance.now() - le.last;
+  const quiet = performance.now() - Math.max(le.last, ws ? ws.last : 0);
   return quiet >= quietMs ? quiet : false;
 }"""
 
 # Which part of SETTLED does not hold (for the error when a click never settles).
-DIAGNOSE = """n => {
+DIAGNOSE = """([n, f]) => {
   const main = document.querySelector('[data-testid="stMain"]') || document;
   return {runs: window.__le.runs.slice(n),
+          finished: window.__leWs ? window.__leWs.finished.length - f : 'no hook (page not from new_page)',
           stale: document.querySelectorAll('[data-stale="true"]').length,
           charts: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
                     .filter(c => !c.querySelector('svg path, canvas')).length,
@@ -158,6 +202,19 @@ def install(page) -> None:
     page.evaluate(OBSERVER)
 
 
+def new_page(browser, **kwargs):
+    """``browser.new_page(**kwargs)`` with :data:`WS_HOOK` installed before any document loads."""
+    page = browser.new_page(**kwargs)
+    page.add_init_script(WS_HOOK)
+    return page
+
+
+def marks(page) -> list[int]:
+    """The counts :data:`SETTLED` and :data:`DIAGNOSE` compare against: take them just before an action."""
+    install(page)
+    return page.evaluate("() => [window.__le.runs.length, window.__leWs ? window.__leWs.finished.length : 0]")
+
+
 def act(page, action, timeout_ms: int = STEP_MS) -> None:
     """Do ``action()`` (a click, a typed value) and wait until the rerun it caused has started *and*
     ended and the page has settled (the definition above, as the browser benchmarks time it).
@@ -165,15 +222,15 @@ def act(page, action, timeout_ms: int = STEP_MS) -> None:
     Not :func:`settle`: right after a click the previous run's "notRunning" still shows, so waiting
     for it can return before the click's rerun has begun, and the next step then acts on a page that
     a rerun in flight is about to replace (a value typed into a field that is being redrawn is lost).
-    For actions that cause a rerun only (an expander opens in the browser alone).
+    For actions that cause a rerun only (an expander opens in the browser alone). Pages from
+    :func:`new_page` see every run end, a fragment's too.
     """
-    install(page)
-    n = page.evaluate("() => window.__le.runs.length")
+    before = marks(page)
     action()
     try:
-        page.wait_for_function(SETTLED, arg=[n, QUIET_MS], timeout=timeout_ms, polling=50)
+        page.wait_for_function(SETTLED, arg=[*before, QUIET_MS], timeout=timeout_ms, polling=50)
     except Exception as exc:
-        raise AssertionError(f"the page did not settle after the action: {page.evaluate(DIAGNOSE, n)}") from exc
+        raise AssertionError(f"the page did not settle after the action: {page.evaluate(DIAGNOSE, before)}") from exc
 
 
 def launch(playwright):

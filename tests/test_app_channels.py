@@ -127,3 +127,27 @@ def test_the_app_pins_blas_to_one_thread_so_a_cka_product_cannot_hang():
     open_app()
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_peaks_found_for_all_blocks_in_one_pass_are_each_layers_own():
+    """The crops of every block come from one pass through all blocks (a block switch then runs
+    nothing, issue 14); each block's peaks must be those of a pass through that block alone, and
+    the brute-force argmax of its raw maps."""
+    from extractor import feature_key
+    from ui import channels_view as cv
+    from ui.config import BackboneConfig
+
+    demo = load_demo_set("shapes", per_class=3, size=64)
+    items = list(demo.images)
+    config = BackboneConfig("demo-shapes", "pretrained", (64, 64))
+    digests = tuple(f"image-{i}" for i in range(len(items)))
+    together = cv.peak_positions(config, tuple(BLOCKS), digests, items)
+    assert set(together) == set(BLOCKS)
+    raw = FeatureExtractor(load_backbone("demo-shapes", input_size=(64, 64)), BLOCKS, ["none"]).extract(items).features
+    for layer in BLOCKS:
+        alone, size = cv.peak_positions(config, (layer,), digests, items)[layer]
+        np.testing.assert_array_equal(together[layer][0], alone)
+        assert together[layer][1] == size
+        maps = raw[feature_key(layer, "none")]  # (n, H, W, C)
+        flat = maps.reshape(len(items), -1, maps.shape[-1]).argmax(axis=1)
+        np.testing.assert_array_equal(alone[..., 0] * maps.shape[2] + alone[..., 1], flat)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, STEP_MS, act, launch, no_exception, settle, streamlit_server
+from browser_support import ARTIFACTS, STEP_MS, act, launch, new_page, no_exception, settle, streamlit_server
 from test_app_state import labelled_zip
 
 from extractor import load_backbone
@@ -42,7 +42,7 @@ def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
     with streamlit_server(tmp_path) as url, sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 3000}, accept_downloads=True)
+            page = new_page(browser, viewport={"width": 1400, "height": 3000}, accept_downloads=True)
             page.goto(url, timeout=STEP_MS)
             sidebar = page.locator('[data-testid="stSidebar"]')
             expect(sidebar.locator('[data-testid="stSidebarNav"]')).to_be_visible(timeout=STEP_MS)  # the first run drew

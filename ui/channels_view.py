@@ -9,9 +9,9 @@ Where the numbers come from, and what is cached:
 * Channel health (:func:`layer_stats`), the depth summary (:func:`depth_summary`) and CKA
   (:func:`cka_within`, :func:`cka_between`) are ``st.cache_data`` keyed by the rows' identity
   (network + image digests, ``ui.features.rows_id``) and the labels' identity.
-* Crops: :func:`peak_positions` runs the images through the layer once with pooling ``none``
-  and keeps only each channel's peak position (the whole set once per layer up to 512 images,
-  else just the 2k ranked ones), keyed by content. The maps themselves are never kept. Each crop
+* Crops: :func:`peak_positions` runs the images through every block output at once with pooling
+  ``none`` and keeps only each channel's peak position (the whole set in one pass up to 512
+  images, else just the 2k ranked ones through the chosen layer), keyed by content. The maps themselves are never kept. Each crop
   is the peak cell's receptive field (:func:`extractor.channels.crop_window`, fields from
   :func:`ui.explain.receptive_fields_for`).
 * Charts are built as Vega-Lite dicts once per content (:func:`chart_spec`): Altair's schema
@@ -132,25 +132,32 @@ ALL_POSITIONS_UP_TO = 512  # sets up to this size get every image's peaks in one
 
 
 @st.cache_data(max_entries=32, max_size="128MB", show_spinner="Finding where each channel peaks…")
-def peak_positions(config: BackboneConfig, layer: str, digests: tuple[str, ...],
-                   _items: Sequence) -> tuple[np.ndarray, tuple[int, int]]:
-    """Every channel's peak (row, col) in these images' maps of ``layer``: ((m, C, 2) int16, map size).
+def peak_positions(config: BackboneConfig, layers: tuple[str, ...], digests: tuple[str, ...],
+                   _items: Sequence) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+    """Every channel's peak (row, col) in these images' maps of each of ``layers``:
+    ``{layer: ((m, C, 2) int16, map size)}``.
 
-    One forward pass in batches of 32 (raw maps are reduced to positions batch by batch, never
-    kept). For sets up to :data:`ALL_POSITIONS_UP_TO` images it is called with the whole set,
-    once per layer, so switching channel needs no network at all; for larger sets with only
-    the 2k ranked images.
+    One forward pass in batches of 32 through all of ``layers`` at once (raw maps are reduced to
+    positions batch by batch, never kept). The page asks for every block output together, so the
+    first crop of any block builds the one extractor and runs the one pass, and a switch to another
+    block afterwards needs neither (issue 14: < 0.5 s a switch; one extractor per layer cost a model
+    build and a trace, about a second, on each first visit). For sets up to
+    :data:`ALL_POSITIONS_UP_TO` images it is called with the whole set, so switching channel needs no
+    network at all; for larger sets with only the 2k ranked images.
     """
-    fx = cache.get_extractor(config, (layer,), ("none",))
-    parts, size = [], (0, 0)
+    fx = cache.get_extractor(config, layers, ("none",))
+    parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    sizes: dict[str, tuple[int, int]] = {}
     for s in range(0, len(_items), 32):
         views = np.stack([cache.network_view(item, config.input_size, config.resize) for item in _items[s : s + 32]])
         with inference_slot():
             out = fx.run_batch(views)
-        maps = np.asarray(out[feature_key(layer, "none")])
-        size = (int(maps.shape[1]), int(maps.shape[2]))
-        parts.append(strongest_positions(maps).astype(np.int16))
-    return np.concatenate(parts), size
+        for layer in layers:
+            maps = np.asarray(out[feature_key(layer, "none")])
+            sizes[layer] = (int(maps.shape[1]), int(maps.shape[2]))
+            parts[layer].append(strongest_positions(maps).astype(np.int16))
+        del out
+    return {layer: (np.concatenate(parts[layer]), sizes[layer]) for layer in layers}
 
 
 @dataclass(frozen=True)
@@ -161,13 +168,20 @@ class Crop:
     box: tuple[int, int, int, int]
 
 
-def crops_for(features_max: np.ndarray, channel: int, k: int, *, feats, images, config, info: LayerInfo):
-    """(highest, lowest) lists of :class:`Crop` for a channel: ranking from pooled features only."""
+def crops_for(features_max: np.ndarray, channel: int, k: int, *, feats, images, config, info: LayerInfo,
+              blocks: Sequence[str] = ()):
+    """(highest, lowest) lists of :class:`Crop` for a channel: ranking from pooled features only.
+
+    ``blocks``: the page's block outputs. A block's peaks are found in one pass with the other
+    blocks' (:func:`peak_positions`); another layer ("Every layer") gets a pass of its own.
+    """
     ranked = top_images(features_max, int(channel), int(k))
     everyone = len(feats.digests) <= ALL_POSITIONS_UP_TO
     rows = list(range(len(feats.digests))) if everyone else list(ranked.indices)
-    positions, map_size = peak_positions(config, info.name, tuple(feats.digests[r] for r in rows),
-                                         [images.items[feats.indices[r]] for r in rows])
+    # The ranked rows differ per channel, so only a whole-set pass can serve the other blocks too.
+    together = tuple(blocks) if everyone and info.name in blocks else (info.name,)
+    positions, map_size = peak_positions(config, together, tuple(feats.digests[r] for r in rows),
+                                         [images.items[feats.indices[r]] for r in rows])[info.name]
     where = {r: j for j, r in enumerate(rows)}
     field = ex.receptive_fields_for(config).get(info.name)  # None: crop_window falls back to strides
 
