@@ -25,9 +25,10 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    (``stException`` or the app's "Something went wrong", a click that never settled); and
    whether every number a session saw equals the single-session reference.
 
-"Settled" is measured in the page: a MutationObserver timestamps Streamlit's
-``data-test-script-state`` going to ``running`` and back to ``notRunning``; a click's time is
-from just before the click to the end of the run it caused.
+"Settled" is measured in the page: a hook on the page's WebSocket timestamps each "script finished"
+message from the server (``tests/browser_support.WS_HOOK``) and a MutationObserver follows Streamlit's
+``data-test-script-state``; a click's time is from just before the click to the last run end after
+it, with the page showing no run going.
 
 Usage:
     python benchmarks/load_test.py --sessions 12 --sweep-sessions 4   # the issue's N: stages 0, 2 and 4 sweeps
@@ -62,6 +63,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_support import WS_HOOK  # noqa: E402  (the real-browser tests' hook: one definition of a run's end)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -88,8 +92,11 @@ const __leCheck = () => {
 new MutationObserver(__leCheck).observe(document, {subtree: true, childList: true, attributes: true,
                                                     attributeFilter: ['data-test-script-state']});
 """
-SETTLED_AFTER = """t0 => { const r = window.__le.running.find(t => t > t0);
-  return r !== undefined && window.__le.done.some(t => t > r) && window.__le.last === 'notRunning'; }"""
+# A run's end is the server's "script finished" message (tests/browser_support.WS_HOOK: the state
+# attribute alone misses a run that begins while the previous one still shows "running", or one that
+# starts and ends within one render); the page must show no run going, too.
+SETTLED_AFTER = """t0 => window.__leWs.finished.some(t => t > t0) && window.__le.last === 'notRunning'"""
+FINISHED_AFTER = """t0 => Math.max(...window.__leWs.finished.filter(t => t > t0))"""
 
 
 # ------------------------------------------------------------------------------------ server
@@ -224,6 +231,7 @@ class Session:
     async def open(self) -> None:
         self.context = await self.browser.new_context(viewport={"width": 1400, "height": 2400})
         await self.context.add_init_script(OBSERVER)
+        await self.context.add_init_script(WS_HOOK)
         self.page = await self.context.new_page()
         start = time.perf_counter()
         await self.page.goto(self.url, timeout=self.step_ms)
@@ -240,7 +248,7 @@ class Session:
     async def settle_after(self, t0: float, timeout_ms: int) -> float:
         """Seconds from ``t0`` (page clock) to the end of the run it started."""
         await self.page.wait_for_function(SETTLED_AFTER, arg=t0, timeout=timeout_ms, polling=100)
-        t1 = await self.page.evaluate("() => Math.max(...window.__le.done)")
+        t1 = await self.page.evaluate(FINISHED_AFTER, t0)
         return (t1 - t0) / 1000
 
     async def timed(self, action, timeout_ms: int | None = None) -> tuple[float, int, int]:
@@ -315,15 +323,18 @@ class Session:
         await sidebar.get_by_text("Upload", exact=True).click()
         dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
         await dropzone.wait_for(state="attached", timeout=self.step_ms)
-        await dropzone.set_input_files(str(zip_path))
+        # Each step waits for the end of the run it caused (not for "notRunning", which the previous
+        # run's end still shows right after a click): a click during a run in flight is lost or merged.
+        await self.timed(lambda: dropzone.set_input_files(str(zip_path)))
         await sidebar.get_by_text(f"{n_images} images", exact=False).first.wait_for(timeout=self.step_ms)
-        await page.wait_for_selector(READY, timeout=self.step_ms)
         if backbone:
             await sidebar.get_by_role("combobox", name="Backbone").click()
-            await page.get_by_role("option", name=re.compile(rf"^{re.escape(backbone)}\b")).first.click()
-            await page.wait_for_selector(READY, timeout=timeout_ms)
-            await sidebar.get_by_text("Random (untrained)", exact=True).click()
-            await page.wait_for_selector(READY, timeout=timeout_ms)
+
+            async def choose():
+                await page.get_by_role("option", name=re.compile(rf"^{re.escape(backbone)}\b")).first.click()
+
+            await self.timed(choose, timeout_ms)
+            await self.timed(sidebar.get_by_text("Random (untrained)", exact=True).click, timeout_ms)
         await self.open_page("Layer selection", "Layer selection")
         button = page.get_by_role("button", name=re.compile("^Run sweep"))
 
