@@ -63,6 +63,7 @@ class SweepReport:
     images_text: str = ""  # the scored images, as a person reads it
     images_id: str = ""  # digest of those images' contents, in order
     config: Any = None  # the caller's configuration value (the app's BackboneConfig)
+    runtime: str = ""  # the engine that computed the scored features ("tensorflow", "openvino"; "" unknown)
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, **fields) -> SweepReport:

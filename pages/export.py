@@ -12,7 +12,7 @@ from extractor import representative_layers
 from extractor.errors import LayerExplorerError
 from ui import exports, features, health, state
 from ui.config import describe_config as config_text
-from ui.config import weights_caveat
+from ui.config import runtime_text, weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -41,7 +41,8 @@ def choose(table, blocks, images, config):
     origin = start.origin
     if origin is not None and origin.config is not None:
         st.caption(f"Chosen from the sweep of {state.escape_markdown(origin.images_text)} through "
-                   f"{state.escape_markdown(config_text(origin.config))}.")
+                   f"{state.escape_markdown(config_text(origin.config))}, features computed on "
+                   f"{runtime_text(origin.runtime)}.")
     if start.differences:
         st.warning("**The sidebar differs from the sweep this choice came from**, so these files would hold features "
                    "the sweep never scored:\n\n" + state.bullet_list(start.differences)

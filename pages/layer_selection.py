@@ -12,7 +12,7 @@ from extractor import representative_layers
 from extractor.scoring import label_problem
 from extractor.sweep import SweepReport
 from ui import charts, features, health, state, sweeps
-from ui.config import weights_caveat
+from ui.config import runtime_text, weights_caveat
 from ui.sidebar import ensure_shell
 
 ensure_shell()
@@ -164,6 +164,7 @@ def show(result: SweepReport) -> None:
     n_lab = table.attrs.get("n_labelled") or 0
     folds_note = " Accuracies are cross-validated (each image scored by a model that never saw it)." if n_lab else ""
     st.caption(f"{result.n_images} images, {len(table)} configurations, {result.seconds:.1f} s.{folds_note} "
+               f"Features computed on {runtime_text(result.runtime)}. "
                "Extraction time is measured per layer with the network cut there.")
 
 

@@ -90,6 +90,8 @@ def test_zip_random_weights_sweep_use_in_export_download(tmp_path):
             expect(sidebar.get_by_role("combobox", name="Backbone")).to_have_value(f"{BACKBONE} (VGG) · no ImageNet weights here")
             expect(sidebar.get_by_label("Input size (pixels per side)", exact=True)).to_have_value("32")
             expect(page.get_by_text("Chosen from the sweep of 12 uploaded images", exact=False)).to_be_visible()
+            # ... and which engine computed the features it scored (the sidebar chose TensorFlow above).
+            expect(page.get_by_text("features computed on TensorFlow", exact=False)).to_be_visible()
             expect(page.get_by_text("differs from the sweep", exact=False)).to_have_count(0)
             no_exception(page)
             page.screenshot(path=str(ARTIFACTS / "browser-state-export.png"), full_page=True)

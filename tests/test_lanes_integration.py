@@ -348,3 +348,55 @@ def test_layer_selection_says_sweep_cancelled_after_cancel_and_shows_the_about_e
     limits = at.sidebar.expander[-1].table[0].value
     assert list(limits["value"]) == [inference_slot.LIMITS.max_batch_jobs, inference_slot.LIMITS.max_models,
                                      inference_slot.LIMITS.max_images_per_session]
+
+
+def _auto_batch_script():
+    """The whole set of _batch_script under runtime "auto" (OpenVINO once its conversion lands)."""
+    import streamlit as st
+
+    from ui import cache
+    from ui.image_set import ImageSet
+    from ui.state import BackboneConfig
+
+    demo = cache.demo_images("shapes", 20)
+    images = ImageSet(demo.images, demo.names, demo.labels, demo.digests, [], "demo")
+    config = BackboneConfig("demo-shapes", "pretrained", (64, 64), runtime="auto")
+    feats = cache.pooled_features(["block3_pool"], ["max"], images=images, config=config)
+    st.session_state["features"] = feats.features["block3_pool/max"]
+    st.session_state["runtime"] = feats.runtime
+
+
+def test_a_set_is_computed_by_one_engine_when_openvino_takes_over_halfway(lanes, monkeypatch, tmp_path):
+    """The load test's first sweep on a fresh server scored a mix: chunks from TensorFlow until the
+    background conversion landed, then OpenVINO's (the two differ by ~1e-4, enough to reorder an
+    untrained network's scores). Now the set starts over on OpenVINO, and says which engine ran."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "openvino"))  # nothing converted yet
+    landed = threading.Event()
+    convert = runtime._convert_now
+
+    def held(*args, **kwargs):
+        assert landed.wait(WAIT_S), "the test never let the conversion land"
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "_convert_now", held)
+    engines: list[str] = []
+    extract = FeatureExtractor.extract
+
+    def logged(self, inputs, *args, **kwargs):
+        result = extract(self, inputs, *args, **kwargs)
+        engines.append(result.runtime)
+        if len(engines) == 1:  # the first chunk ran on TensorFlow; now the conversion lands
+            landed.set()
+            wait_until(lambda: self.runtime == "openvino", "OpenVINO took over")
+        return result
+
+    monkeypatch.setattr(FeatureExtractor, "extract", logged)
+    at = AppTest.from_function(_auto_batch_script, default_timeout=TIMEOUT_S)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert engines == ["tensorflow"] + ["openvino"] * 5, engines  # the TensorFlow chunk computed again
+    assert at.session_state["runtime"] == "openvino"
+    images = load_demo_set("shapes", per_class=20, size=64).images
+    ov = FeatureExtractor(load_backbone("demo-shapes"), ["block3_pool"], ["max"], runtime="openvino").extract(images)
+    np.testing.assert_allclose(at.session_state["features"], ov.features["block3_pool/max"], rtol=1e-6, atol=1e-6)

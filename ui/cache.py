@@ -291,6 +291,10 @@ class _Chunk:
     notes: list[tuple[int, str]]
 
 
+class _EngineChanged(Exception):
+    """A background OpenVINO conversion landed while a set's chunks were being computed."""
+
+
 @private_cache.data(max_entries=256, max_size="512MB")
 def _pooled_chunk(
     config: BackboneConfig,
@@ -299,8 +303,18 @@ def _pooled_chunk(
     digests: tuple[str, ...],
     _items: Sequence,
     batch_size: int = 32,
+    runtime: str = "",
 ) -> _Chunk:
+    """One chunk's pooled features, computed by the engine ``runtime`` names (a cache key too).
+
+    Under "auto" the extractor switches from TensorFlow to OpenVINO when a background conversion
+    lands; the two agree to about 1e-4, which can still reorder a sweep's scores on an untrained
+    network's tiny features. A chunk is therefore cached per engine, and one computed by another
+    engine than asked raises :class:`_EngineChanged` (never cached) so the caller starts over.
+    """
     fx = get_extractor(config, layers, poolings)
+    if runtime and fx.runtime != runtime:  # before the work, so none of it is thrown away
+        raise _EngineChanged(fx.runtime)
     # Anonymous names: the cached value is shared by everyone with the same bytes.
     inputs, position = [], {}
     for j, item in enumerate(_items):
@@ -319,6 +333,8 @@ def _pooled_chunk(
             if failures is None:
                 raise
             return _Chunk({}, [], [(position.get(f.name, -1), f.reason) for f in failures], [])
+    if runtime and result.runtime != runtime:  # it landed during this very chunk
+        raise _EngineChanged(result.runtime)
     return _Chunk(
         dict(result.features),
         list(result.indices),
@@ -342,6 +358,7 @@ class PooledFeatures:
     indices: list[int]
     failures: list[Failure] = field(default_factory=list)  # images left out
     notes: list[Failure] = field(default_factory=list)  # kind "note": what was done to an image that was used
+    runtime: str = ""  # the one engine that computed every row ("tensorflow" or "openvino")
 
     @property
     def has_labels(self) -> bool:
@@ -401,20 +418,31 @@ def pooled_features(
             shown[0] = False
 
     chunks: list[_Chunk] = []
+    runtime = get_extractor(config, layers_t, poolings_t).runtime
     try:
         # One batch job (inside a sweep: the sweep's job): each uncached chunk asks for a slot, so
         # clicks from every session slip in between chunks, and the job stops when the session goes.
         with batch_job(chunks=len(starts), on_status=on_status):
-            for start in starts:
-                stop = min(n, start + _CHUNK)
-                chunks.append(
-                    _pooled_chunk(
-                        config, layers_t, poolings_t, tuple(images.digests[start:stop]), images.items[start:stop],
-                        batch_size,
-                    )
-                )
-                if bar is not None:
-                    bar.progress(stop / n, text=f"Extracting {what}: {stop} of {n} images")
+            # Every row from one engine: if OpenVINO takes over halfway (its background conversion
+            # landed), start again on it; that happens at most once per extractor.
+            for _attempt in range(2):
+                chunks = []
+                try:
+                    for start in starts:
+                        stop = min(n, start + _CHUNK)
+                        chunks.append(
+                            _pooled_chunk(
+                                config, layers_t, poolings_t, tuple(images.digests[start:stop]),
+                                images.items[start:stop], batch_size, runtime,
+                            )
+                        )
+                        if bar is not None:
+                            bar.progress(stop / n, text=f"Extracting {what}: {stop} of {n} images")
+                    break
+                except _EngineChanged as changed:
+                    runtime = str(changed)
+            else:
+                raise RuntimeError("the feature extractor changed engines twice in one call")  # cannot happen
     finally:
         if bar is not None:
             bar.empty()
@@ -423,7 +451,7 @@ def pooled_features(
 
     keys = [feature_key(lyr, p) for lyr in layers_t for p in poolings_t]
     parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    out = PooledFeatures({}, [], [], [], [])
+    out = PooledFeatures({}, [], [], [], [], runtime=runtime)
     for start, chunk in zip(starts, chunks, strict=False):
         for key in keys:
             if chunk.ok:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from extractor import Backbone, FeatureExtractor
 
-__all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "config_differences",
+__all__ = ["BackboneConfig", "build_extractor", "weights_text", "describe_config", "runtime_text", "config_differences",
            "is_random", "weights_caveat", "CALIBRATED_PREFIX", "calibrated_weights", "calibration_of",
            "image_set_text"]
 
@@ -147,6 +147,21 @@ def describe_config(config: BackboneConfig) -> str:
     h, w = config.input_size
     name = "your model" if config.name.startswith("custom:") else config.name
     return f"{name}, {weights_text(config.weights)}, {h}×{w} px, {config.resize}, {config.precision}"
+
+
+def runtime_text(runtime: str) -> str:
+    """The engine(s) that computed a result, for a person: ``"openvino"``, ``"tensorflow"``, or both
+    joined by ``+`` (some layers on each, while a conversion was under way); ``""``: not recorded.
+
+    Example:
+        >>> runtime_text("openvino"), runtime_text("openvino+tensorflow"), runtime_text("")
+        ('OpenVINO', 'OpenVINO for some layers, TensorFlow for others', 'the runtime in use')
+    """
+    names = {"openvino": "OpenVINO", "tensorflow": "TensorFlow"}
+    engines = [names.get(part, part) for part in runtime.split("+") if part]
+    if not engines:
+        return "the runtime in use"
+    return engines[0] if len(engines) == 1 else f"{engines[0]} for some layers, {engines[1]} for others"
 
 
 def config_differences(was: BackboneConfig, now: BackboneConfig) -> list[str]:

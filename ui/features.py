@@ -335,6 +335,8 @@ def fetch_features(
         [base.indices[j] for j in keep],
         list(base.failures),
         list(base.notes),
+        # Each part is one extractor's, on one engine; parts may differ while a conversion is under way.
+        runtime="+".join(sorted({part.runtime for part in parts if part.runtime})),
     )
     return FeatureFetch(out, [key for key in wanted if key in merged], skipped)
 

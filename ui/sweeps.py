@@ -159,7 +159,8 @@ def run_sweep(
         layers=list(blocks), poolings=list(poolings), skipped=dict(fetch.skipped),
         health=feature_health({key: feats.features[key] for key in fetch.keys}, config, backbone),
         signature=sweep_signature(rows, labels_id(images.labels), poolings, k, folds), rows=rows,
-        images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)), config=config)
+        images_text=images.summary(), images_id=digest_of("images", tuple(images.digests)), config=config,
+        runtime=feats.runtime)
     st.session_state[SWEEP_RESULT_KEY] = result
     return result
 
