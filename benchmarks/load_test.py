@@ -355,6 +355,18 @@ class Session:
 # ------------------------------------------------------------------------------------ phases
 
 
+def scores_only(text: str | None) -> str | None:
+    """A sweep's recommendation up to its cheaper alternative: which configuration is cheap enough
+    depends on extraction times measured on the spot, which differ under load by design; the best
+    layer, pooling and scores must not.
+
+    Example:
+        >>> scores_only("Use b7 with gem. b7 scores 35.1%. For a cheaper vector, b5 gets 34.9%, faster (6.4 ms vs 7.7 ms).")
+        'Use b7 with gem. b7 scores 35.1%.'
+    """
+    return None if text is None else re.split(r" (?:For a cheaper vector|No smaller configuration)", text)[0]
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     if not values:
@@ -582,7 +594,7 @@ async def main_async(args) -> int:
             mismatches.append(f"{key}: reference {expected!r}, seen {sorted(values)}")
     unchecked = [key for key in results.seen if key not in results.reference]
     for name, text in load_texts.items():
-        if ref_texts.get(name) != text:
+        if scores_only(ref_texts.get(name)) != scores_only(text):
             mismatches.append(f"{name}: reference {ref_texts.get(name)!r}, under load {text!r}")
     checked = len(results.seen) - len(unchecked) + len(load_texts)
     print(f"Numbers equal to the single-session run: {'yes' if not mismatches else 'NO'} "
