@@ -32,6 +32,7 @@ it, with the page showing no run going.
 
 Usage:
     python benchmarks/load_test.py --sessions 12 --sweep-sessions 4   # the N: stages 0, 2 and 4 sweeps
+    python benchmarks/load_test.py --sessions 12 --sweep-sessions 4 --think-ms 0   # back-to-back clicks (stress)
     python benchmarks/load_test.py --sessions 3 --sweep-sessions 2 --quick --session-ttl 10   # a small check
     python benchmarks/load_test.py --sessions 16        # a quarter sweeping (4): all three stages too
 
@@ -224,6 +225,10 @@ class Results:
 
 
 class Session:
+    #: Seconds a display session looks at the page before its next click (``--think-ms``): a student
+    #: reads the new maps first. 0 makes every display session a back-to-back clicker (a stress test).
+    think_s = 2.5
+
     def __init__(self, browser, url: str, name: str, results: Results, step_ms: int):
         self.browser, self.url, self.name, self.results, self.step_ms = browser, url, name, results, step_ms
         self.context = self.page = None
@@ -298,6 +303,7 @@ class Session:
         else:
             image = IMAGES[(t - 1) % 4] if t else 0
         combobox, option = ("Block", block) if k % 2 == 0 else ("Image", image)
+        await asyncio.sleep(self.think_s)
         try:
             seconds, s0, s1 = await self.timed(lambda: self.pick(combobox, option))
         except PlaywrightTimeout:
@@ -520,7 +526,7 @@ async def main_async(args) -> int:
     results = Results()
     print(f"Layer Explorer load test: {args.sessions} sessions ({args.sweep_sessions} sweep sessions), "
           f"sweeps of {args.per_class * 7} images on {args.backbone or 'demo-shapes'}; "
-          f"{os.cpu_count()} CPUs; other processes on this machine share them.", flush=True)
+          f"{Session.think_s:g} s of think time before each display click; {os.cpu_count()} CPUs; other processes on this machine share them.", flush=True)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -615,6 +621,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="small sweeps (28 images on demo-shapes) and fewer clicks: proves the script works")
     parser.add_argument("--clicks", type=int, default=None, help="display clicks per session per stage, at least")
+    parser.add_argument("--think-ms", type=int, default=2500,
+                        help="a display session's pause before each click, as a person looks at the page "
+                             "(default 2500; 0: back-to-back clicks, a stress test)")
     parser.add_argument("--max-seconds", type=int, default=None,
                         help="stop starting new load stages this long after the load began (the 0-sweep stage always runs)")
     parser.add_argument("--port", type=int, default=0,
@@ -633,6 +642,9 @@ def main(argv=None) -> int:
     args.per_class = 4 if args.quick else 50  # 7 classes: 28 or 350 images
     args.backbone = None if args.quick else "mobilenetv2"
     args.clicks = args.clicks or (4 if args.quick else 8)
+    if not 0 <= args.think_ms <= 60_000:
+        parser.error(f"--think-ms {args.think_ms}: expected 0 to 60000")
+    Session.think_s = args.think_ms / 1000
     args.max_seconds = args.max_seconds or (900 if args.quick else 2400)
     args.sweep_timeout = 600 if args.quick else 1500
     # The app closes sessions gone past the reconnect window (a check every 2 s), then reclaims memory at most
