@@ -143,8 +143,8 @@ class Server:
             time.sleep(0.5)
         raise SystemExit(f"streamlit was not healthy after {STARTUP_S} s")
 
-    def rss(self) -> int:
-        """Resident bytes of the server and all its descendants now."""
+    def _tree(self) -> list[int]:
+        """The server's pid and all its descendants' now."""
         children: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -155,10 +155,17 @@ class Server:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-        total, todo = 0, [self.proc.pid]
+        pids, todo = [], [self.proc.pid]
         while todo:
             pid = todo.pop()
+            pids.append(pid)
             todo.extend(children.get(pid, []))
+        return pids
+
+    def rss(self) -> int:
+        """Resident bytes of the server and all its descendants now."""
+        total = 0
+        for pid in self._tree():
             try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
@@ -167,6 +174,19 @@ class Server:
             except OSError:
                 pass
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its descendants have used so far, reaped children included."""
+        ticks = 0
+        for pid in self._tree():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+            except (OSError, IndexError, ValueError):
+                pass
+        return ticks / os.sysconf("SC_CLK_TCK")
+
 
     def _sample(self) -> None:
         while not self._stop.wait(0.25):
@@ -180,6 +200,14 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=15)
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of this machine has spent busy (not idle, not waiting for I/O) since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -219,6 +247,8 @@ class Results:
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
     stages_run: list[int] = field(default_factory=list)
+    # (sweeps, wall seconds, server CPU seconds, machine busy CPU seconds) per load stage
+    stage_cpu: list[tuple[int, float, float, float]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ one session
@@ -442,7 +472,8 @@ async def settle(server: Server, seconds: float, what: str) -> int:
     return min(samples)
 
 
-async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float) -> dict[str, str]:
+async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float,
+                   server_cpu=lambda: 0.0) -> dict[str, str]:
     n_sweepers = args.sweep_sessions
     n_display = max(1, args.sessions - n_sweepers)
     levels = sorted({0, *(lvl for lvl in (2, 4) if lvl <= n_sweepers)} | ({n_sweepers} if n_sweepers < 2 else set()))
@@ -481,11 +512,14 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
         print(f"  stage: {level} sweeps while {n_display} sessions click …", flush=True)
         results.stages_run.append(level)
         stop = asyncio.Event()
+        # Who used the CPU: the server, or the browsers (they share this machine's cores here, not in a class).
+        t0, server0, busy0 = time.monotonic(), server_cpu(), machine_busy_seconds()
         clickers = [asyncio.create_task(keep_clicking(i, stop, args.clicks)) for i in range(n_display)]
         if level:
             await asyncio.gather(*(one_sweep(level, j) for j in range(level)), return_exceptions=False)
         stop.set()
         await asyncio.gather(*clickers)
+        results.stage_cpu.append((level, time.monotonic() - t0, server_cpu() - server0, machine_busy_seconds() - busy0))
     for s in display:  # every display session ends on Embeddings
         results.embeddings_opens.append(await s.open_page("Embeddings", "Embeddings"))
     for s in display:
@@ -549,7 +583,8 @@ async def main_async(args) -> int:
                 server.peak = rss_start  # the peak under load, not the warm-up's
                 # The time limit counts from here: the reference and the warm-up are not the load.
                 deadline = time.monotonic() + args.max_seconds
-                load_texts = await load_run(server.url, browser, results, zips, args, step_ms, deadline)
+                load_texts = await load_run(server.url, browser, results, zips, args, step_ms, deadline,
+                                            server_cpu=server.cpu_seconds)
                 peak = server.peak
                 rss_end = await settle(server, args.settle_s, "the end")
             finally:
@@ -590,6 +625,10 @@ async def main_async(args) -> int:
           f"built; the pool keeps them by design), no session open, {args.settle_s:.0f} s after the last closed; "
           f"end = the same wait after the load's last session closed (Streamlit's reconnect window here: "
           f"{args.session_ttl} s).")
+    print(f"CPU by stage ({os.cpu_count()} cores; the browser sessions run on this machine too, unlike a class's):")
+    for level, wall, server_s, busy_s in results.stage_cpu:
+        print(f"  {level} sweeps: {wall:.0f} s; the server used {server_s / wall:.2f} cores, everything else "
+              f"(Chromium with its sessions, this script, any other process) {max(0.0, busy_s - server_s) / wall:.2f}")
     print(f"Errors seen by sessions: {len(results.errors)}")
     for e in results.errors[:20]:
         print(f"  {e}")
