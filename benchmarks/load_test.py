@@ -26,9 +26,8 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    whether every number a session saw equals the single-session reference.
 
 "Settled" is measured in the page: a hook on the page's WebSocket timestamps each "script finished"
-message from the server (``tests/browser_support.WS_HOOK``) and a MutationObserver follows Streamlit's
-``data-test-script-state``; a click's time is from just before the click to the last run end after
-it, with the page showing no run going.
+message from the server (``tests/browser_support.WS_HOOK``); a click's time is from just before the
+click to the last run end after it, once Streamlit's ``data-test-script-state`` shows no run going.
 
 Usage:
     python benchmarks/load_test.py --sessions 12 --sweep-sessions 4   # the issue's N: stages 0, 2 and 4 sweeps
@@ -79,24 +78,11 @@ IMAGES = [1, 2, 3, 0]  # option positions in the Image selectbox; the default is
 PlaywrightTimeout = Exception  # replaced by Playwright's TimeoutError once it is imported (main_async)
 ZERO_CAPTION = re.compile(r"\d+% of the values are exactly 0")
 
-# Timestamps of each change of Streamlit's script state, in the page's own clock.
-OBSERVER = """
-window.__le = {running: [], done: [], last: null};
-const __leCheck = () => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app) return;
-  const s = app.getAttribute('data-test-script-state');
-  if (s === window.__le.last) return;
-  window.__le.last = s;
-  (s === 'notRunning' ? window.__le.done : window.__le.running).push(performance.now());
-};
-new MutationObserver(__leCheck).observe(document, {subtree: true, childList: true, attributes: true,
-                                                    attributeFilter: ['data-test-script-state']});
-"""
 # A run's end is the server's "script finished" message (tests/browser_support.WS_HOOK: the state
 # attribute alone misses a run that begins while the previous one still shows "running", or one that
 # starts and ends within one render); the page must show no run going, too.
-SETTLED_AFTER = """t0 => window.__leWs.finished.some(t => t > t0) && window.__le.last === 'notRunning'"""
+SETTLED_AFTER = """t0 => window.__leWs.finished.some(t => t > t0)
+  && document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'"""
 FINISHED_AFTER = """t0 => Math.max(...window.__leWs.finished.filter(t => t > t0))"""
 
 
@@ -265,7 +251,6 @@ class Session:
 
     async def open(self) -> None:
         self.context = await self.browser.new_context(viewport={"width": 1400, "height": 2400})
-        await self.context.add_init_script(OBSERVER)
         await self.context.add_init_script(WS_HOOK)
         self.page = await self.context.new_page()
         start = time.perf_counter()
@@ -472,8 +457,8 @@ async def settle(server: Server, seconds: float, what: str) -> int:
     return min(samples)
 
 
-async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float,
-                   server_cpu=lambda: 0.0) -> dict[str, str]:
+async def load_run(url, browser, results: Results, zips, args, step_ms, deadline: float, *,
+                   server_cpu) -> dict[str, str]:
     n_sweepers = args.sweep_sessions
     n_display = max(1, args.sessions - n_sweepers)
     levels = sorted({0, *(lvl for lvl in (2, 4) if lvl <= n_sweepers)} | ({n_sweepers} if n_sweepers < 2 else set()))
@@ -560,7 +545,8 @@ async def main_async(args) -> int:
     results = Results()
     print(f"Layer Explorer load test: {args.sessions} sessions ({args.sweep_sessions} sweep sessions), "
           f"sweeps of {args.per_class * 7} images on {args.backbone or 'demo-shapes'}; "
-          f"{Session.think_s:g} s of think time before each display click; {os.cpu_count()} CPUs; other processes on this machine share them.", flush=True)
+          f"{Session.think_s:g} s of think time before each display click; {os.cpu_count()} CPUs; "
+          "other processes on this machine share them.", flush=True)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

@@ -399,7 +399,8 @@ def pooled_features(
     n = len(images)
     # The core checks its raw-map / flatten memory cap per call, and calls here are chunks of
     # _CHUNK images: check the whole set once first, or a large set would slip under the cap.
-    get_extractor(config, layers_t, poolings_t).check_memory(n)
+    extractor = get_extractor(config, layers_t, poolings_t)
+    extractor.check_memory(n)
     starts = list(range(0, n, _CHUNK))
     what = _layer_set_label(layers_t, poolings_t)
     bar = st.progress(0.0, text=f"Extracting {what} for {n} images…") if show_progress and len(starts) > 1 else None
@@ -417,32 +418,28 @@ def pooled_features(
             queue_box.empty()
             shown[0] = False
 
-    chunks: list[_Chunk] = []
-    runtime = get_extractor(config, layers_t, poolings_t).runtime
+    def all_chunks(runtime: str) -> list[_Chunk]:
+        chunks = []
+        for start in starts:
+            stop = min(n, start + _CHUNK)
+            chunks.append(_pooled_chunk(config, layers_t, poolings_t, tuple(images.digests[start:stop]),
+                                        images.items[start:stop], batch_size, runtime))
+            if bar is not None:
+                bar.progress(stop / n, text=f"Extracting {what}: {stop} of {n} images")
+        return chunks
+
+    runtime = extractor.runtime
     try:
         # One batch job (inside a sweep: the sweep's job): each uncached chunk asks for a slot, so
         # clicks from every session slip in between chunks, and the job stops when the session goes.
         with batch_job(chunks=len(starts), on_status=on_status):
-            # Every row from one engine: if OpenVINO takes over halfway (its background conversion
-            # landed), start again on it; that happens at most once per extractor.
-            for _attempt in range(2):
-                chunks = []
-                try:
-                    for start in starts:
-                        stop = min(n, start + _CHUNK)
-                        chunks.append(
-                            _pooled_chunk(
-                                config, layers_t, poolings_t, tuple(images.digests[start:stop]),
-                                images.items[start:stop], batch_size, runtime,
-                            )
-                        )
-                        if bar is not None:
-                            bar.progress(stop / n, text=f"Extracting {what}: {stop} of {n} images")
-                    break
-                except _EngineChanged as changed:
-                    runtime = str(changed)
-            else:
-                raise RuntimeError("the feature extractor changed engines twice in one call")  # cannot happen
+            try:
+                chunks = all_chunks(runtime)
+            except _EngineChanged as changed:
+                # Every row from one engine: OpenVINO took over halfway (its background conversion
+                # landed), so start again on it; an extractor changes engine at most once.
+                runtime = str(changed)
+                chunks = all_chunks(runtime)
     finally:
         if bar is not None:
             bar.empty()

@@ -11,9 +11,9 @@ Where the numbers come from, and what is cached:
   (network + image digests, ``ui.features.rows_id``) and the labels' identity.
 * Crops: :func:`peak_positions` runs the images through every block output at once with pooling
   ``none`` and keeps only each channel's peak position (the whole set in one pass up to 512
-  images, else just the 2k ranked ones through the chosen layer), keyed by content. The maps themselves are never kept. Each crop
-  is the peak cell's receptive field (:func:`extractor.channels.crop_window`, fields from
-  :func:`ui.explain.receptive_fields_for`).
+  images, else just the 2k ranked ones through the chosen layer), keyed by content. The maps
+  themselves are never kept. Each crop is the peak cell's receptive field
+  (:func:`extractor.channels.crop_window`, fields from :func:`ui.explain.receptive_fields_for`).
 * Charts are built as Vega-Lite dicts once per content (:func:`chart_spec`): Altair's schema
   validation is the slowest part of a rerun otherwise.
 * Full-maps CKA (:func:`cka_full_maps`) accumulates n × n Gram matrices block by block.
