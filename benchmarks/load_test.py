@@ -1,4 +1,4 @@
-"""Load test: N real browser sessions against one ``streamlit run app.py`` server on loopback.
+"""Load test: N sessions against one ``streamlit run app.py`` server on loopback, timed in real browsers.
 
 What it does (bounded in sessions, clicks and wall time; loopback only — the server listens on
 127.0.0.1 and Chromium resolves no other host; it stops by itself):
@@ -12,15 +12,20 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    own on the same backbone, so every shared network and extractor the load uses is built. Then the
    server is left alone past Streamlit's reconnect window (``--session-ttl``) and the app's clean-up
    of closed sessions: that is the **start** memory (TensorFlow, the shared models, the demo sets'
-   shared caches; no session open). Then ``--sessions`` browser contexts (separate Streamlit
-   sessions) on one headless Chromium: the *display* sessions (half on shapes, half on digits) open
-   the app and keep switching the block and the image on Feature maps, then open Embeddings; the
-   *sweep* sessions: in each stage, 0, 2, then 4 of them (as many as ``--sweep-sessions``) open a
+   shared caches; no session open). Then ``--sessions`` Streamlit sessions: the *display* sessions
+   (half on shapes, half on digits) open the app and keep switching the block and the image on
+   Feature maps, then open Embeddings. ``--browser-sessions`` of them (default 2) are browser
+   contexts on one headless Chromium, where the user's wait is timed; the others speak Streamlit's
+   WebSocket protocol (``st_protocol.ProtocolSession``: the same widget values, pages and media
+   requests, nothing drawn), since on this machine every Chromium page drawing grids takes CPU from
+   the server it measures, as a class's browsers on their own machines would not. The *sweep*
+   sessions (always in browsers: they upload a zip): in each stage, 0, 2, then 4 of them (as many as ``--sweep-sessions``) open a
    fresh session, upload their own zip of labelled images (generated here, one per sweep so no
    sweep hits another's cache), and run the Layer-selection sweep, while the display sessions click.
    All sessions close; after the same wait, the **end** memory.
 3. Prints: p50/p95 click→settled of display clicks by the number of sweeps running when the
-   click was made (0, 2, 4); the sweep times (alone and under load); the server's peak resident
+   click was made (0, 2, 4), for the browsers (the user's wait) and, apart, for the protocol
+   sessions (request → run finished); the sweep times (alone and under load); the server's peak resident
    memory (the whole process tree, sampled from /proc), start and end; any error a session saw
    (``stException`` or the app's "Something went wrong", a click that never settled); and
    whether every number a session saw equals the single-session reference.
@@ -34,6 +39,7 @@ Usage:
     python benchmarks/load_test.py --sessions 12 --sweep-sessions 4 --think-ms 0   # back-to-back clicks (stress)
     python benchmarks/load_test.py --sessions 3 --sweep-sessions 2 --quick --session-ttl 10   # a small check
     python benchmarks/load_test.py --sessions 16        # a quarter sweeping (4): all three stages too
+    python benchmarks/load_test.py --sessions 12 --sweep-sessions 4 --browser-sessions 8   # every session a browser
 
 ``--quick``: demo-shapes sweeps of 28 images and fewer clicks (proves the script works);
 otherwise 350-image sweeps on mobilenetv2 with random weights. At most ``--sessions`` contexts are
@@ -130,23 +136,7 @@ class Server:
         raise SystemExit(f"streamlit was not healthy after {STARTUP_S} s")
 
     def _tree(self) -> list[int]:
-        """The server's pid and all its descendants' now."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-        pids, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            todo.extend(children.get(pid, []))
-        return pids
+        return process_tree(self.proc.pid)
 
     def rss(self) -> int:
         """Resident bytes of the server and all its descendants now."""
@@ -163,16 +153,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server and its descendants have used so far, reaped children included."""
-        ticks = 0
-        for pid in self._tree():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-            except (OSError, IndexError, ValueError):
-                pass
-        return ticks / os.sysconf("SC_CLK_TCK")
-
+        return cpu_seconds(self._tree())
 
     def _sample(self) -> None:
         while not self._stop.wait(0.25):
@@ -186,6 +167,46 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=15)
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
+    return pids
+
+
+def cpu_seconds(pids: list[int], *, reaped: bool = True) -> float:
+    """CPU time (user + system) these processes have used so far; ``reaped``: their reaped children's too."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += sum(int(v) for v in fields[11:15 if reaped else 13])  # utime stime [cutime cstime]
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of this script's own process (the protocol sessions, the orchestration) and of
+    its descendants (Playwright's driver and Chromium with its pages), each."""
+    own = cpu_seconds([os.getpid()], reaped=False)
+    return own, cpu_seconds(process_tree(os.getpid())[1:])
 
 
 def machine_busy_seconds() -> float:
@@ -219,6 +240,22 @@ class Click:
     seconds: float
     sweeps_at_start: int
     sweeps_at_end: int
+    client: str = "browser"  # "browser": click to page settled; "protocol": request to the run's end
+
+
+def click_plan(k: int) -> tuple[str, int, str, str | int]:
+    """Display click ``k`` of a session: the (block, image) the page shows after it, and what it changes.
+
+    Even clicks change the block, odd ones the image, so every (block, image) pair comes round.
+
+    Example:
+        >>> [click_plan(k)[2:] for k in range(3)]
+        [('Block', 'block3'), ('Image', 1), ('Block', 'block4')]
+    """
+    t = k // 2
+    block = BLOCKS[t % 4]
+    image = IMAGES[t % 4] if k % 2 else (IMAGES[(t - 1) % 4] if t else 0)
+    return block, image, *(("Block", block) if k % 2 == 0 else ("Image", image))
 
 
 @dataclass
@@ -226,15 +263,15 @@ class Results:
     clicks: list[Click] = field(default_factory=list)
     sweeps_alone: dict[str, float] = field(default_factory=dict)
     sweeps_load: list[tuple[int, str, float]] = field(default_factory=list)  # (stage, zip, seconds)
-    page_opens: list[float] = field(default_factory=list)
-    embeddings_opens: list[float] = field(default_factory=list)
+    page_opens: list[tuple[str, float]] = field(default_factory=list)  # (client, seconds)
+    embeddings_opens: list[tuple[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
     stages_run: list[int] = field(default_factory=list)
-    # (sweeps, wall seconds, server CPU seconds, machine busy CPU seconds) per load stage
-    stage_cpu: list[tuple[int, float, float, float]] = field(default_factory=list)
+    # (sweeps, wall seconds, CPU seconds of: the server, this script, Chromium, the whole machine) per load stage
+    stage_cpu: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ one session
@@ -257,7 +294,7 @@ class Session:
         await self.page.goto(self.url, timeout=self.step_ms)
         await self.page.wait_for_selector('img[alt="Feature-map grid"]', timeout=self.step_ms)
         await self.page.wait_for_selector(READY, timeout=self.step_ms)
-        self.results.page_opens.append(time.perf_counter() - start)
+        self.results.page_opens.append(("browser", time.perf_counter() - start))
         await self.check_errors("opening the app")
 
     async def close(self) -> None:
@@ -310,14 +347,7 @@ class Session:
         self.results.seen.setdefault(key, set()).add(f"{value} | {text.group(0) if text else '?'}")
 
     async def display_click(self, demo: str, k: int) -> None:
-        # Even clicks change the block, odd ones the image; the state after click k:
-        t = k // 2
-        block = BLOCKS[t % 4]
-        if k % 2:
-            image = IMAGES[t % 4]
-        else:
-            image = IMAGES[(t - 1) % 4] if t else 0
-        combobox, option = ("Block", block) if k % 2 == 0 else ("Image", image)
+        block, image, combobox, option = click_plan(k)
         await asyncio.sleep(self.think_s)
         try:
             seconds, s0, s1 = await self.timed(lambda: self.pick(combobox, option))
@@ -327,16 +357,16 @@ class Session:
                                        f"within {self.step_ms // 1000} s")
             await self.page.keyboard.press("Escape")
             return
-        self.results.clicks.append(Click(seconds, s0, s1))
+        self.results.clicks.append(Click(seconds, s0, s1, "browser"))
         await self.observe(demo, block, image)
         await self.check_errors(f"switching to {block}, image {image}")
 
-    async def open_page(self, link: str, heading: str) -> float:
+    async def open_page(self, link: str, heading: str) -> tuple[str, float]:
         nav = self.page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link)
         seconds, _, _ = await self.timed(nav.click)
         await self.page.get_by_role("heading", name=heading).first.wait_for(timeout=self.step_ms)
         await self.check_errors(f"opening {link}")
-        return seconds
+        return "browser", seconds
 
     async def sweep(self, zip_path: Path, n_images: int, backbone: str | None, timeout_ms: int) -> tuple[float, str]:
         page = self.page
@@ -371,6 +401,72 @@ class Session:
         text = (await success.text_content(timeout=self.step_ms)) or ""
         await self.check_errors("sweeping")
         return seconds, " ".join(text.split())
+
+
+class ProtocolDisplay:
+    """A display session without a browser: the same clicks over Streamlit's WebSocket protocol.
+
+    It asks the server for exactly what the browser's page does (the same widget values, the same
+    pages, the media files the page refers to) and reads back the same numbers, but draws nothing:
+    the server's load without the cost of drawing on this machine. Its times run from the request
+    to the run's end, the server's share of a click; the user's wait is timed in the real browsers.
+    """
+
+    def __init__(self, url: str, name: str, results: Results, step_ms: int):
+        from st_protocol import ProtocolSession
+
+        self.session = ProtocolSession(url)
+        self.name, self.results, self.step_s = name, results, step_ms / 1000
+
+    async def open(self) -> None:
+        from st_protocol import ProtocolError
+
+        start = time.perf_counter()
+        try:
+            await self.session.open(timeout_s=self.step_s)
+        except (ProtocolError, OSError) as exc:
+            self.results.errors.append(f"{self.name}: could not open the app ({exc})")
+            raise
+        self.results.page_opens.append(("protocol", time.perf_counter() - start))
+        self.check_errors("opening the app")
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def check_errors(self, doing: str) -> None:
+        shown = self.session.exceptions + [t for t in self.session.texts() if "Something went wrong" in t]
+        if shown:
+            self.results.errors.append(f"{self.name}: error shown while {doing}: {shown[0][:200]}")
+            self.session.exceptions.clear()
+
+    async def choose_demo(self, demo: str) -> None:
+        if demo == "digits":
+            await self.session.choose("Demo set", "Digits (10 classes, 8×8 scans)", timeout_s=self.step_s)
+
+    async def display_click(self, demo: str, k: int) -> None:
+        from st_protocol import ProtocolError
+
+        block, image, combobox, option = click_plan(k)
+        await asyncio.sleep(Session.think_s)  # the same think time as the browsers'
+        before = self.results.running_sweeps
+        try:
+            end = await self.session.choose(combobox, option, timeout_s=self.step_s)
+        except ProtocolError as exc:
+            self.results.errors.append(f"{self.name}: click {k} ({combobox} → {option}): {exc}")
+            return
+        self.results.clicks.append(Click(end.seconds, before, self.results.running_sweeps, "protocol"))
+        texts = [ZERO_CAPTION.search(t) for t in self.session.texts()]
+        caption = next((m.group(0) for m in texts if m), "?")
+        key = (demo, block, image)
+        self.results.seen.setdefault(key, set()).add(f"{self.session.selected('Image')} | {caption}")
+        self.check_errors(f"switching to {block}, image {image}")
+
+    async def open_page(self, link: str, heading: str) -> tuple[str, float]:
+        end = await self.session.open_page(link, timeout_s=self.step_s)
+        if not any(t.lstrip("# ").startswith(heading) for t in self.session.texts()):
+            self.results.errors.append(f"{self.name}: {link} opened without its heading {heading!r}")
+        self.check_errors(f"opening {link}")
+        return "protocol", end.seconds
 
 
 # ------------------------------------------------------------------------------------ phases
@@ -462,7 +558,10 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
     n_sweepers = args.sweep_sessions
     n_display = max(1, args.sessions - n_sweepers)
     levels = sorted({0, *(lvl for lvl in (2, 4) if lvl <= n_sweepers)} | ({n_sweepers} if n_sweepers < 2 else set()))
-    display = [Session(browser, url, f"display-{i}", results, step_ms) for i in range(n_display)]
+    # The first --browser-sessions display sessions are real browsers (their clicks are the user's wait);
+    # the others speak Streamlit's protocol: the same requests, no drawing on this machine's cores.
+    display = [Session(browser, url, f"display-{i}", results, step_ms) if i < args.browser_sessions
+               else ProtocolDisplay(url, f"display-{i}-protocol", results, step_ms) for i in range(n_display)]
     demos = ["shapes" if i % 2 == 0 else "digits" for i in range(n_display)]
     await asyncio.gather(*(s.open() for s in display))
     await asyncio.gather(*(s.choose_demo(d) for s, d in zip(display, demos, strict=True)))
@@ -499,12 +598,15 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
         stop = asyncio.Event()
         # Who used the CPU: the server, or the browsers (they share this machine's cores here, not in a class).
         t0, server0, busy0 = time.monotonic(), server_cpu(), machine_busy_seconds()
+        script0, browsers0 = client_cpu_seconds()
         clickers = [asyncio.create_task(keep_clicking(i, stop, args.clicks)) for i in range(n_display)]
         if level:
             await asyncio.gather(*(one_sweep(level, j) for j in range(level)), return_exceptions=False)
         stop.set()
         await asyncio.gather(*clickers)
-        results.stage_cpu.append((level, time.monotonic() - t0, server_cpu() - server0, machine_busy_seconds() - busy0))
+        script1, browsers1 = client_cpu_seconds()
+        results.stage_cpu.append((level, time.monotonic() - t0, server_cpu() - server0, script1 - script0,
+                                  browsers1 - browsers0, machine_busy_seconds() - busy0))
     for s in display:  # every display session ends on Embeddings
         results.embeddings_opens.append(await s.open_page("Embeddings", "Embeddings"))
     for s in display:
@@ -559,6 +661,7 @@ async def main_async(args) -> int:
                 ref.stop()
             single_clicks = [c.seconds for c in results.clicks]
             results.clicks.clear()
+            results.page_opens.clear()
             print("2. load on a second fresh server …", flush=True)
             server = Server(tmp, "load", args.port + 1 if args.port else 0, args.session_ttl)
             try:
@@ -584,27 +687,39 @@ async def main_async(args) -> int:
     print(f"  single session, nothing else running: n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
           f"  p95 {percentile(single_clicks, .95):.2f} s")
     n_display = max(1, args.sessions - args.sweep_sessions)
-    print(f"  {n_display} display sessions clicking, by the sweeps running when the click was made:")
+    n_browsers = min(args.browser_sessions, n_display)
+    print(f"  {n_display} display sessions clicking ({n_browsers} in real browsers, {n_display - n_browsers} over "
+          "Streamlit's protocol), by the sweeps running when the click was made:")
     levels = sorted({0, 2, 4} | {c.sweeps_at_start for c in results.clicks})
-    for level in levels:
-        times = [c.seconds for c in results.clicks if c.sweeps_at_start == level]
-        label = f"  {level} sweep{'' if level == 1 else 's'} running:"
-        if times:
-            print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
-        elif level > args.sweep_sessions:
-            print(f"{label} not run (--sweep-sessions {args.sweep_sessions}; --sweep-sessions 4 runs it)")
-        elif level in (0, 2, 4) and level not in results.stages_run:
-            print(f"{label} not run (the time limit, --max-seconds {args.max_seconds}, came first)")
-        else:
-            print(f"{label} no click fell in this stage")
+    kinds = (("browser", "in the browsers, click → page settled (what the user waits for)"),
+             ("protocol", "over the protocol, request → run finished (the server's share; nothing drawn)"))
+    for client, what in kinds:
+        if not any(c.client == client for c in results.clicks):
+            continue
+        print(f"  {what}:")
+        for level in levels:
+            times = [c.seconds for c in results.clicks if c.sweeps_at_start == level and c.client == client]
+            label = f"    {level} sweep{'' if level == 1 else 's'} running:"
+            if times:
+                print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
+            elif level > args.sweep_sessions:
+                print(f"{label} not run (--sweep-sessions {args.sweep_sessions}; --sweep-sessions 4 runs it)")
+            elif level in (0, 2, 4) and level not in results.stages_run:
+                print(f"{label} not run (the time limit, --max-seconds {args.max_seconds}, came first)")
+            else:
+                print(f"{label} no click fell in this stage")
     print("Sweeps:")
     for name, seconds in results.sweeps_alone.items():
         print(f"  {name}: alone {seconds:.1f} s")
     for level, name, seconds in sorted(results.sweeps_load):
         print(f"  {name}: with {level} sweeps running and the display sessions clicking: {seconds:.1f} s")
-    for what, times in (("Opening the app", results.page_opens), ("Opening Embeddings", results.embeddings_opens)):
-        if times:
-            print(f"{what}: n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
+    for what, opens in (("Opening the app under load", results.page_opens),
+                        ("Opening Embeddings", results.embeddings_opens)):
+        for client in ("browser", "protocol"):
+            times = [seconds for kind, seconds in opens if kind == client]
+            if times:
+                print(f"{what} ({client}): n={len(times)}  p50 {percentile(times, .5):.2f} s  "
+                      f"p95 {percentile(times, .95):.2f} s")
     print(f"Server memory (process tree): peak under load {peak / gib:.2f} GiB; start {rss_start / gib:.2f} GiB, "
           f"after all sessions closed {rss_end / gib:.2f} GiB ({(rss_end - rss_start) / max(rss_start, 1):+.1%}).")
     print(f"  start = after the warm-up (the shared networks and extractors of every view the load uses are "
@@ -612,9 +727,11 @@ async def main_async(args) -> int:
           f"end = the same wait after the load's last session closed (Streamlit's reconnect window here: "
           f"{args.session_ttl} s).")
     print(f"CPU by stage ({os.cpu_count()} cores; the browser sessions run on this machine too, unlike a class's):")
-    for level, wall, server_s, busy_s in results.stage_cpu:
-        print(f"  {level} sweeps: {wall:.0f} s; the server used {server_s / wall:.2f} cores, everything else "
-              f"(Chromium with its sessions, this script, any other process) {max(0.0, busy_s - server_s) / wall:.2f}")
+    for level, wall, server_s, script_s, browsers_s, busy_s in results.stage_cpu:
+        other = max(0.0, busy_s - server_s - script_s - browsers_s)
+        print(f"  {level} sweeps: {wall:.0f} s; cores used by the server {server_s / wall:.2f}, Chromium with its "
+              f"pages {browsers_s / wall:.2f}, this script (the protocol sessions) {script_s / wall:.2f}, "
+              f"anything else {other / wall:.2f}")
     print(f"Errors seen by sessions: {len(results.errors)}")
     for e in results.errors[:20]:
         print(f"  {e}")
@@ -643,6 +760,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=12, help="browser sessions at once (default 12)")
     parser.add_argument("--sweep-sessions", type=int, default=None,
                         help="how many of them run sweeps (default: a quarter, at least 1)")
+    parser.add_argument("--browser-sessions", type=int, default=2,
+                        help="how many display sessions are real browsers, timing the user's wait (default 2, one "
+                             "per demo set); the other display sessions speak Streamlit's WebSocket protocol, the "
+                             "same requests without drawing (each browser drawing grids takes CPU from the server "
+                             "it measures here, unlike a class's); sweep sessions always run in browsers")
     parser.add_argument("--quick", action="store_true",
                         help="small sweeps (28 images on demo-shapes) and fewer clicks: proves the script works")
     parser.add_argument("--clicks", type=int, default=None, help="display clicks per session per stage, at least")
@@ -660,10 +782,12 @@ def main(argv=None) -> int:
     if not 1 <= args.session_ttl <= 600:
         parser.error(f"--session-ttl {args.session_ttl}: expected 1 to 600 seconds")
     if not 1 <= args.sessions <= 40:
-        parser.error(f"--sessions {args.sessions}: expected 1 to 40 (each is a browser context on this machine)")
+        parser.error(f"--sessions {args.sessions}: expected 1 to 40 (each costs this machine a client)")
     args.sweep_sessions = max(1, args.sessions // 4) if args.sweep_sessions is None else args.sweep_sessions
     if not 0 <= args.sweep_sessions < max(2, args.sessions):
         parser.error(f"--sweep-sessions {args.sweep_sessions}: expected 0 to {args.sessions - 1}")
+    if args.browser_sessions < 1:
+        parser.error(f"--browser-sessions {args.browser_sessions}: expected at least 1 (the user's wait is timed there)")
     args.per_class = 4 if args.quick else 50  # 7 classes: 28 or 350 images
     args.backbone = None if args.quick else "mobilenetv2"
     args.clicks = args.clicks or (4 if args.quick else 8)
