@@ -18,7 +18,9 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    contexts on one headless Chromium, where the user's wait is timed; the others speak Streamlit's
    WebSocket protocol (``st_protocol.ProtocolSession``: the same widget values, pages and media
    requests, nothing drawn), since on this machine every Chromium page drawing grids takes CPU from
-   the server it measures, as a class's browsers on their own machines would not. The *sweep*
+   the server it measures, as a class's browsers on their own machines would not. Each display
+   session first visits its 8 views once with no sweep running (the **first look**, reported
+   apart: a first visit computes what a revisit finds cached), then the stages begin. The *sweep*
    sessions (always in browsers: they upload a zip): in each stage, 0, 2, then 4 of them (as many as ``--sweep-sessions``) open a
    fresh session, upload their own zip of labelled images (generated here, one per sweep so no
    sweep hits another's cache), and run the Layer-selection sweep, while the display sessions click.
@@ -241,6 +243,7 @@ class Click:
     sweeps_at_start: int
     sweeps_at_end: int
     client: str = "browser"  # "browser": click to page settled; "protocol": request to the run's end
+    first_look: bool = False  # one of a session's first visits to each view (nothing of it in its own caches)
 
 
 def click_plan(k: int) -> tuple[str, int, str, str | int]:
@@ -269,6 +272,7 @@ class Results:
     seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
+    looking_around: bool = False  # the load's first cycle: every display session visits each view once
     stages_run: list[int] = field(default_factory=list)
     # (sweeps, wall seconds, CPU seconds of: the server, this script, Chromium, the whole machine) per load stage
     stage_cpu: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
@@ -357,7 +361,7 @@ class Session:
                                        f"within {self.step_ms // 1000} s")
             await self.page.keyboard.press("Escape")
             return
-        self.results.clicks.append(Click(seconds, s0, s1, "browser"))
+        self.results.clicks.append(Click(seconds, s0, s1, "browser", self.results.looking_around))
         await self.observe(demo, block, image)
         await self.check_errors(f"switching to {block}, image {image}")
 
@@ -454,7 +458,8 @@ class ProtocolDisplay:
         except ProtocolError as exc:
             self.results.errors.append(f"{self.name}: click {k} ({combobox} → {option}): {exc}")
             return
-        self.results.clicks.append(Click(end.seconds, before, self.results.running_sweeps, "protocol"))
+        self.results.clicks.append(Click(end.seconds, before, self.results.running_sweeps, "protocol",
+                                         self.results.looking_around))
         texts = [ZERO_CAPTION.search(t) for t in self.session.texts()]
         caption = next((m.group(0) for m in texts if m), "?")
         key = (demo, block, image)
@@ -567,6 +572,19 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
     await asyncio.gather(*(s.choose_demo(d) for s, d in zip(display, demos, strict=True)))
     counters = [0] * n_display
     sweep_texts: dict[str, str] = {}
+    # First every session looks at each of its 8 views once, with no sweep running (reported apart): a
+    # first visit computes what a revisit finds in the session's caches, so the stages that follow all
+    # measure the same mix (revisits) and differ only in the sweeps running.
+    print(f"  first look: each of {n_display} sessions visits its 8 views once …", flush=True)
+    results.looking_around = True
+
+    async def look_around(i: int) -> None:
+        for _ in range(8):
+            await display[i].display_click(demos[i], counters[i])
+            counters[i] += 1
+
+    await asyncio.gather(*(look_around(i) for i in range(n_display)))
+    results.looking_around = False
 
     async def keep_clicking(i: int, stop: asyncio.Event, at_least: int) -> None:
         done = 0
@@ -684,21 +702,26 @@ async def main_async(args) -> int:
     # ---------------------------------------------------------------- report
     gib = 2**30
     print("\nDisplay clicks on Feature maps (click → page settled):")
-    print(f"  single session, nothing else running: n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
+    print(f"  single session on a fresh server, nothing else running (first visits): n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
           f"  p95 {percentile(single_clicks, .95):.2f} s")
     n_display = max(1, args.sessions - args.sweep_sessions)
     n_browsers = min(args.browser_sessions, n_display)
     print(f"  {n_display} display sessions clicking ({n_browsers} in real browsers, {n_display - n_browsers} over "
           "Streamlit's protocol), by the sweeps running when the click was made:")
-    levels = sorted({0, 2, 4} | {c.sweeps_at_start for c in results.clicks})
+    levels = sorted({0, 2, 4} | {c.sweeps_at_start for c in results.clicks if not c.first_look})
     kinds = (("browser", "in the browsers, click → page settled (what the user waits for)"),
              ("protocol", "over the protocol, request → run finished (the server's share; nothing drawn)"))
     for client, what in kinds:
         if not any(c.client == client for c in results.clicks):
             continue
         print(f"  {what}:")
+        first = [c.seconds for c in results.clicks if c.first_look and c.client == client]
+        if first:
+            print(f"    first look (each session's first visit to each view, 0 sweeps): n={len(first)}  "
+                  f"p50 {percentile(first, .5):.2f} s  p95 {percentile(first, .95):.2f} s")
         for level in levels:
-            times = [c.seconds for c in results.clicks if c.sweeps_at_start == level and c.client == client]
+            times = [c.seconds for c in results.clicks
+                     if c.sweeps_at_start == level and c.client == client and not c.first_look]
             label = f"    {level} sweep{'' if level == 1 else 's'} running:"
             if times:
                 print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
