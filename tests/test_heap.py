@@ -101,24 +101,3 @@ def test_reclaim_docstring_examples():
     import doctest
 
     assert doctest.testmod(reclaim).failed == 0
-
-
-def test_malloc_arenas_are_capped_once_unless_the_deployment_set_them(monkeypatch):
-    import ctypes
-
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
-    monkeypatch.delitem(reclaim._book, "arenas", raising=False)
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert reclaim.cap_arenas() and reclaim.cap_arenas()  # every rerun asks; one mallopt call
-    assert calls == [(-8, reclaim.ARENAS)]  # M_ARENA_MAX
-
-    monkeypatch.delitem(reclaim._book, "arenas")
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # glibc already took the deployment's own value
-    assert reclaim.cap_arenas() is False and calls == [(-8, reclaim.ARENAS)]

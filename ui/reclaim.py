@@ -9,12 +9,7 @@ Two things hold on to memory after a session's data is dropped:
   is collected again. :func:`full_collection` unfreezes, collects everything and freezes what is
   left (about a second with TensorFlow loaded).
 * **The C allocator**: glibc keeps freed blocks in its arenas; ``malloc_trim(0)`` hands the free
-  pages back to the system (:func:`trim`; nothing on other C libraries). glibc also gives threads
-  arenas of their own, up to 8 per core, and the server starts a thread per script run, per
-  decode worker and per inference: blocks freed in many half-used arenas fragment, and trimming
-  returns only whole free pages. :func:`cap_arenas` caps the count once per process (glibc's
-  ``M_ARENA_MAX``, what ``MALLOC_ARENA_MAX=2`` does from the environment; a deployment's own
-  ``MALLOC_ARENA_MAX`` wins).
+  pages back to the system (:func:`trim`; nothing on other C libraries).
 
 :func:`after_sessions_ended` does both, at most once per ``min_interval_s`` (one full collection
 per minute, however many tabs close at once): the session watcher (:mod:`ui.session_watch`)
@@ -37,11 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["cap_arenas", "full_collection", "reclaimed_at", "note_first_freeze", "trim", "after_sessions_ended",
-           "forget"]
-
-_M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
-ARENAS = 2
+__all__ = ["full_collection", "reclaimed_at", "note_first_freeze", "trim", "after_sessions_ended", "forget"]
 
 _lock = threading.Lock()
 _book = {"reclaimed_at": 0, "last": None}  # frozen count after the last full collection; when it ran
@@ -76,26 +67,6 @@ def full_collection(freeze: bool | None = None, clock: Callable[[], float] = tim
         _book["reclaimed_at"] = gc.get_freeze_count()
         _book["last"] = clock()
         return gc.get_freeze_count()
-
-
-def cap_arenas(limit: int = ARENAS) -> bool:
-    """At most ``limit`` glibc malloc arenas for threads made from now on; whether the cap was set.
-
-    Not set when ``MALLOC_ARENA_MAX`` is in the environment (glibc read it at start) or the C library
-    is not glibc. Arenas that exist already stay; the app calls it before its first session computes.
-    """
-    import os
-
-    with _lock:
-        if _book.get("arenas") is None:  # once: every rerun calls it, and find_library runs ldconfig
-            ok = False
-            if not os.environ.get("MALLOC_ARENA_MAX"):
-                try:
-                    ok = bool(ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_ARENA_MAX, int(limit)))
-                except (OSError, AttributeError, TypeError):
-                    ok = False
-            _book["arenas"] = ok
-        return _book["arenas"]
 
 
 def trim() -> bool:

@@ -17,7 +17,6 @@ from extractor.sources import byte_size as _mib
 
 from . import about_server, cache, calibrated, custom_model, inference_slot, state, styles
 from .native_threads import pin_blas_threads
-from .reclaim import cap_arenas
 from .state import KEEP
 
 __all__ = ["render_sidebar", "ensure_shell"]
@@ -268,7 +267,6 @@ def ensure_shell(*, from_app: bool = False) -> None:
     if not from_app and st.session_state.pop(_SHELL_FLAG, False):
         return
     pin_blas_threads()  # once per process, before this session computes anything (see ui.native_threads)
-    cap_arenas()  # likewise: fewer malloc arenas, less left fragmented after sessions end (see ui.reclaim)
     st.set_page_config(page_title="Layer Explorer", page_icon=":material/layers:", layout="wide")
     styles.inject()
     inference_slot.start_watch()  # once per process: gone sessions' batch work is cancelled
