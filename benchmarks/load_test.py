@@ -21,8 +21,8 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    the server it measures, as a class's browsers on their own machines would not. Each display
    session first visits its 8 views once with no sweep running (the **first look**, reported
    apart: a first visit computes what a revisit finds cached), then the stages begin. The *sweep*
-   sessions (always in browsers: they upload a zip): in each stage, 0, 2, then 4 of them (as many as ``--sweep-sessions``) open a
-   fresh session, upload their own zip of labelled images (generated here, one per sweep so no
+   sessions (always in browsers: they upload a zip): in each stage, 0, 2, then 4 of them (as many
+   as ``--sweep-sessions``) open a fresh session, upload their own zip of labelled images (generated here, one per sweep so no
    sweep hits another's cache), and run the Layer-selection sweep, while the display sessions click.
    All sessions close; after the same wait, the **end** memory.
 3. Prints: p50/p95 click→settled of display clicks by the number of sweeps running when the
@@ -277,6 +277,10 @@ class Results:
     # (sweeps, wall seconds, CPU seconds of: the server, this script, Chromium, the whole machine) per load stage
     stage_cpu: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
 
+    def see(self, view: tuple, image_shown: str, zero_caption: re.Match | None) -> None:
+        """Record what a session showed for ``view`` (demo, block, image), to compare with the reference."""
+        self.seen.setdefault(view, set()).add(f"{image_shown} | {zero_caption.group(0) if zero_caption else '?'}")
+
 
 # ------------------------------------------------------------------------------------ one session
 
@@ -347,8 +351,7 @@ class Session:
         caption = self.page.get_by_text(ZERO_CAPTION).first
         text = ZERO_CAPTION.search(await caption.text_content(timeout=self.step_ms) or "")
         value = await self.page.get_by_role("combobox", name="Image").input_value()
-        key = (demo, block, image)
-        self.results.seen.setdefault(key, set()).add(f"{value} | {text.group(0) if text else '?'}")
+        self.results.see((demo, block, image), value, text)
 
     async def display_click(self, demo: str, k: int) -> None:
         block, image, combobox, option = click_plan(k)
@@ -460,10 +463,8 @@ class ProtocolDisplay:
             return
         self.results.clicks.append(Click(end.seconds, before, self.results.running_sweeps, "protocol",
                                          self.results.looking_around))
-        texts = [ZERO_CAPTION.search(t) for t in self.session.texts()]
-        caption = next((m.group(0) for m in texts if m), "?")
-        key = (demo, block, image)
-        self.results.seen.setdefault(key, set()).add(f"{self.session.selected('Image')} | {caption}")
+        caption = next((m for m in map(ZERO_CAPTION.search, self.session.texts()) if m), None)
+        self.results.see((demo, block, image), self.session.selected("Image"), caption)
         self.check_errors(f"switching to {block}, image {image}")
 
     async def open_page(self, link: str, heading: str) -> tuple[str, float]:
@@ -575,16 +576,6 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
     # First every session looks at each of its 8 views once, with no sweep running (reported apart): a
     # first visit computes what a revisit finds in the session's caches, so the stages that follow all
     # measure the same mix (revisits) and differ only in the sweeps running.
-    print(f"  first look: each of {n_display} sessions visits its 8 views once …", flush=True)
-    results.looking_around = True
-
-    async def look_around(i: int) -> None:
-        for _ in range(8):
-            await display[i].display_click(demos[i], counters[i])
-            counters[i] += 1
-
-    await asyncio.gather(*(look_around(i) for i in range(n_display)))
-    results.looking_around = False
 
     async def keep_clicking(i: int, stop: asyncio.Event, at_least: int) -> None:
         done = 0
@@ -592,6 +583,13 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
             await display[i].display_click(demos[i], counters[i])
             counters[i] += 1
             done += 1
+
+    print(f"  first look: each of {n_display} sessions visits its 8 views once …", flush=True)
+    results.looking_around = True
+    stopped = asyncio.Event()
+    stopped.set()  # exactly the 8 clicks of one cycle
+    await asyncio.gather(*(keep_clicking(i, stopped, 8) for i in range(n_display)))
+    results.looking_around = False
 
     async def one_sweep(level: int, j: int) -> None:
         name = f"stage{level}-sweep{j}"
@@ -702,8 +700,8 @@ async def main_async(args) -> int:
     # ---------------------------------------------------------------- report
     gib = 2**30
     print("\nDisplay clicks on Feature maps (click → page settled):")
-    print(f"  single session on a fresh server, nothing else running (first visits): n={len(single_clicks)}  p50 {percentile(single_clicks, .5):.2f} s"
-          f"  p95 {percentile(single_clicks, .95):.2f} s")
+    print(f"  single session on a fresh server, nothing else running (first visits): n={len(single_clicks)}  "
+          f"p50 {percentile(single_clicks, .5):.2f} s  p95 {percentile(single_clicks, .95):.2f} s")
     n_display = max(1, args.sessions - args.sweep_sessions)
     n_browsers = min(args.browser_sessions, n_display)
     print(f"  {n_display} display sessions clicking ({n_browsers} in real browsers, {n_display - n_browsers} over "

@@ -101,7 +101,7 @@ class ProtocolSession:
             self._reader = None
 
     # ------------------------------------------------------------------ runs
-    async def rerun(self, *, fragment_id: str = "", timeout_s: float = 240) -> RunEnd:
+    async def rerun(self, *, timeout_s: float = 240) -> RunEnd:
         """Ask for a run with the current widget states; wait for its end (``ProtocolError`` on timeout)."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
@@ -111,7 +111,6 @@ class ProtocolSession:
         state = msg.rerun_script
         state.query_string = ""
         state.page_script_hash = self.page_hash
-        state.fragment_id = fragment_id
         state.widget_states.widgets.extend(self._widget_states.values())
         state.context_info.timezone = "UTC"
         state.context_info.timezone_offset = 0
