@@ -26,7 +26,8 @@ What it does (bounded in sessions, clicks and wall time; loopback only — the s
    sweep hits another's cache), and run the Layer-selection sweep, while the display sessions click.
    All sessions close; after the same wait, the **end** memory.
 3. Prints: p50/p95 click→settled of display clicks by the number of sweeps running when the
-   click was made (0, 2, 4), for the browsers (the user's wait) and, apart, for the protocol
+   click was made (0, 2, 4; the clicks made while a sweep session was still opening the app and
+   uploading its zip apart, since that is neither), for the browsers (the user's wait) and, apart, for the protocol
    sessions (request → run finished); the sweep times (alone and under load); the server's peak resident
    memory (the whole process tree, sampled from /proc), start and end; any error a session saw
    (``stException`` or the app's "Something went wrong", a click that never settled); and
@@ -244,6 +245,7 @@ class Click:
     sweeps_at_end: int
     client: str = "browser"  # "browser": click to page settled; "protocol": request to the run's end
     first_look: bool = False  # one of a session's first visits to each view (nothing of it in its own caches)
+    joining: int = 0  # sweep sessions opening the app, uploading or choosing when the click was made
 
 
 def click_plan(k: int) -> tuple[str, int, str, str | int]:
@@ -272,6 +274,7 @@ class Results:
     seen: dict[tuple, set] = field(default_factory=dict)  # key -> every value any session saw
     reference: dict[tuple, str] = field(default_factory=dict)
     running_sweeps: int = 0
+    joining: int = 0  # sweep sessions between opening the app and starting their sweep
     looking_around: bool = False  # the load's first cycle: every display session visits each view once
     stages_run: list[int] = field(default_factory=list)
     # (sweeps, wall seconds, CPU seconds of: the server, this script, Chromium, the whole machine) per load stage
@@ -356,6 +359,7 @@ class Session:
     async def display_click(self, demo: str, k: int) -> None:
         block, image, combobox, option = click_plan(k)
         await asyncio.sleep(self.think_s)
+        joining = self.results.joining
         try:
             seconds, s0, s1 = await self.timed(lambda: self.pick(combobox, option))
         except PlaywrightTimeout:
@@ -364,7 +368,7 @@ class Session:
                                        f"within {self.step_ms // 1000} s")
             await self.page.keyboard.press("Escape")
             return
-        self.results.clicks.append(Click(seconds, s0, s1, "browser", self.results.looking_around))
+        self.results.clicks.append(Click(seconds, s0, s1, "browser", self.results.looking_around, joining))
         await self.observe(demo, block, image)
         await self.check_errors(f"switching to {block}, image {image}")
 
@@ -375,7 +379,8 @@ class Session:
         await self.check_errors(f"opening {link}")
         return "browser", seconds
 
-    async def sweep(self, zip_path: Path, n_images: int, backbone: str | None, timeout_ms: int) -> tuple[float, str]:
+    async def sweep(self, zip_path: Path, n_images: int, backbone: str | None, timeout_ms: int,
+                    on_start=lambda: None) -> tuple[float, str]:
         page = self.page
         sidebar = page.locator('[data-testid="stSidebar"]')
         await sidebar.get_by_text("Upload", exact=True).click()
@@ -398,6 +403,7 @@ class Session:
 
         async def run():
             self.results.running_sweeps += 1
+            on_start()
             await button.click()
 
         try:
@@ -455,14 +461,14 @@ class ProtocolDisplay:
 
         block, image, combobox, option = click_plan(k)
         await asyncio.sleep(Session.think_s)  # the same think time as the browsers'
-        before = self.results.running_sweeps
+        before, joining = self.results.running_sweeps, self.results.joining
         try:
             end = await self.session.choose(combobox, option, timeout_s=self.step_s)
         except ProtocolError as exc:
             self.results.errors.append(f"{self.name}: click {k} ({combobox} → {option}): {exc}")
             return
         self.results.clicks.append(Click(end.seconds, before, self.results.running_sweeps, "protocol",
-                                         self.results.looking_around))
+                                         self.results.looking_around, joining))
         caption = next((m for m in map(ZERO_CAPTION.search, self.session.texts()) if m), None)
         self.results.see((demo, block, image), self.session.selected("Image"), caption)
         self.check_errors(f"switching to {block}, image {image}")
@@ -595,14 +601,26 @@ async def load_run(url, browser, results: Results, zips, args, step_ms, deadline
         name = f"stage{level}-sweep{j}"
         path, n = zips[name]
         s = Session(browser, url, name, results, step_ms)
+        # Joining (opening the app, uploading the zip, choosing the backbone) until the sweep starts: the
+        # display clicks made meanwhile are reported apart, since a joining session is neither 0 sweeps
+        # nor one more sweep.
+        results.joining += 1
+        joining = True
+
+        def started() -> None:
+            nonlocal joining
+            results.joining, joining = results.joining - 1, False
+
         try:
             await s.open()
-            seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000)
+            seconds, text = await s.sweep(path, n, args.backbone, args.sweep_timeout * 1000, on_start=started)
             results.sweeps_load.append((level, name, seconds))
             sweep_texts[name] = text
         except PlaywrightTimeout as exc:
             results.errors.append(f"{name}: did not finish ({str(exc).splitlines()[0]})")
         finally:
+            if joining:
+                started()
             await s.close()
 
     for level in levels:
@@ -718,8 +736,9 @@ async def main_async(args) -> int:
             print(f"    first look (each session's first visit to each view, 0 sweeps): n={len(first)}  "
                   f"p50 {percentile(first, .5):.2f} s  p95 {percentile(first, .95):.2f} s")
         for level in levels:
-            times = [c.seconds for c in results.clicks
-                     if c.sweeps_at_start == level and c.client == client and not c.first_look]
+            clicks = [c for c in results.clicks if c.sweeps_at_start == level and c.client == client
+                      and not c.first_look]
+            times = [c.seconds for c in clicks if not c.joining]
             label = f"    {level} sweep{'' if level == 1 else 's'} running:"
             if times:
                 print(f"{label} n={len(times)}  p50 {percentile(times, .5):.2f} s  p95 {percentile(times, .95):.2f} s")
@@ -729,6 +748,10 @@ async def main_async(args) -> int:
                 print(f"{label} not run (the time limit, --max-seconds {args.max_seconds}, came first)")
             else:
                 print(f"{label} no click fell in this stage")
+            joined = [c.seconds for c in clicks if c.joining]
+            if joined:
+                print(f"      … and while sweep sessions were opening the app and uploading their zips: "
+                      f"n={len(joined)}  p50 {percentile(joined, .5):.2f} s  p95 {percentile(joined, .95):.2f} s")
     print("Sweeps:")
     for name, seconds in results.sweeps_alone.items():
         print(f"  {name}: alone {seconds:.1f} s")
