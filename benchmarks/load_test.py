@@ -154,6 +154,30 @@ class Server:
                 pass
         return total
 
+    def rss_by_kind(self) -> dict[str, int]:
+        """Resident bytes of the process tree by kind of mapping (from /proc/PID/smaps).
+
+        ``heap``: the main thread's brk heap; ``anonymous``: other anonymous mappings (glibc's
+        per-thread arenas, large mallocs, TensorFlow's and OpenVINO's own pools, thread stacks);
+        ``files``: mapped files (the shared libraries' code and data). Where growth after the
+        sessions close sits tells the allocator's fragmentation (heap, anonymous) from code.
+        """
+        kinds = {"heap": 0, "anonymous": 0, "files": 0}
+        for pid in self._tree():
+            try:
+                with open(f"/proc/{pid}/smaps") as f:
+                    kind = "anonymous"
+                    for line in f:
+                        head = line.split(None, 6)
+                        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                            path = head[5].strip() if len(head) > 5 else ""
+                            kind = "heap" if path == "[heap]" else "files" if path.startswith("/") else "anonymous"
+                        elif head and head[0] == "Rss:":
+                            kinds[kind] += int(head[1]) * 1024
+            except OSError:
+                pass
+        return kinds
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server and its descendants have used so far, reaped children included."""
         return cpu_seconds(self._tree())
@@ -703,6 +727,7 @@ async def main_async(args) -> int:
                 print("   warm-up: one session at a time, every view and a sweep the load will use …", flush=True)
                 await warm_up(server.url, browser, zips, args, step_ms)
                 rss_start = await settle(server, args.settle_s, "the start")
+                kinds_start = server.rss_by_kind()
                 server.peak = rss_start  # the peak under load, not the warm-up's
                 # The time limit counts from here: the reference and the warm-up are not the load.
                 deadline = time.monotonic() + args.max_seconds
@@ -710,13 +735,14 @@ async def main_async(args) -> int:
                                             server_cpu=server.cpu_seconds)
                 peak = server.peak
                 rss_end = await settle(server, args.settle_s, "the end")
+                kinds_end = server.rss_by_kind()
             finally:
                 server.stop()
         finally:
             await browser.close()
 
     # ---------------------------------------------------------------- report
-    gib = 2**30
+    gib, mib = 2**30, 2**20
     print("\nDisplay clicks on Feature maps (click → page settled):")
     print(f"  single session on a fresh server, nothing else running (first visits): n={len(single_clicks)}  "
           f"p50 {percentile(single_clicks, .5):.2f} s  p95 {percentile(single_clicks, .95):.2f} s")
@@ -770,6 +796,9 @@ async def main_async(args) -> int:
           f"built; the pool keeps them by design), no session open, {args.settle_s:.0f} s after the last closed; "
           f"end = the same wait after the load's last session closed (Streamlit's reconnect window here: "
           f"{args.session_ttl} s).")
+    print("  by kind of mapping, start → end: " + "; ".join(
+        f"{kind} {kinds_start[kind] / mib:.0f} → {kinds_end[kind] / mib:.0f} MiB ({(kinds_end[kind] - kinds_start[kind]) / mib:+.0f})"
+        for kind in kinds_start))
     print(f"CPU by stage ({os.cpu_count()} cores; the browser sessions run on this machine too, unlike a class's):")
     for level, wall, server_s, script_s, browsers_s, busy_s in results.stage_cpu:
         other = max(0.0, busy_s - server_s - script_s - browsers_s)
