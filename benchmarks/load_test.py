@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import re
 import socket
@@ -107,12 +108,21 @@ def free_port() -> int:
 class Server:
     """``streamlit run app.py`` on a free loopback port, with a /proc memory sampler of its process tree."""
 
-    def __init__(self, tmp: Path, name: str, port: int = 0, session_ttl: int = 120):
+    def __init__(self, tmp: Path, name: str, port: int = 0, session_ttl: int = 120, probe: bool = False,
+                 holders: str = ""):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}.log"
         env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("LAYER_EXPLORER_ALLOW_LOCAL_WEIGHTS", None)
+        # --memory-report: memory_probe/sitecustomize.py answers snapshot requests from inside the server.
+        self.probe_dir = tmp / f"{name}-probe" if probe else None
+        if self.probe_dir:
+            self.probe_dir.mkdir()
+            env["LAYER_EXPLORER_MEMORY_PROBE"] = str(self.probe_dir)
+            env["LAYER_EXPLORER_MEMORY_PROBE_TYPES"] = holders
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "benchmarks" / "memory_probe"),
+                                                              env.get("PYTHONPATH")]))
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -177,6 +187,20 @@ class Server:
             except OSError:
                 pass
         return kinds
+
+    async def snapshot(self, name: str, timeout_s: float = 180) -> dict | None:
+        """The memory probe's snapshot from inside the server (``--memory-report``), or None."""
+        if not self.probe_dir:
+            return None
+        answer = self.probe_dir / f"{name}.json"
+        (self.probe_dir / f"{name}.request").touch()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if answer.exists():
+                return json.loads(answer.read_text())
+            await asyncio.sleep(0.5)
+        print(f"  (the memory probe gave no {name} snapshot within {timeout_s:.0f} s)", flush=True)
+        return None
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server and its descendants have used so far, reaped children included."""
@@ -721,13 +745,15 @@ async def main_async(args) -> int:
             results.clicks.clear()
             results.page_opens.clear()
             print("2. load on a second fresh server …", flush=True)
-            server = Server(tmp, "load", args.port + 1 if args.port else 0, args.session_ttl)
+            server = Server(tmp, "load", args.port + 1 if args.port else 0, args.session_ttl,
+                            probe=args.memory_report, holders=args.memory_holders)
             try:
                 server.wait_healthy()
                 print("   warm-up: one session at a time, every view and a sweep the load will use …", flush=True)
                 await warm_up(server.url, browser, zips, args, step_ms)
                 rss_start = await settle(server, args.settle_s, "the start")
                 kinds_start = server.rss_by_kind()
+                inside_start = await server.snapshot("start")
                 server.peak = rss_start  # the peak under load, not the warm-up's
                 # The time limit counts from here: the reference and the warm-up are not the load.
                 deadline = time.monotonic() + args.max_seconds
@@ -736,6 +762,7 @@ async def main_async(args) -> int:
                 peak = server.peak
                 rss_end = await settle(server, args.settle_s, "the end")
                 kinds_end = server.rss_by_kind()
+                inside_end = await server.snapshot("end")
             finally:
                 server.stop()
         finally:
@@ -799,6 +826,11 @@ async def main_async(args) -> int:
     print("  by kind of mapping, start → end: " + "; ".join(
         f"{kind} {kinds_start[kind] / mib:.0f} → {kinds_end[kind] / mib:.0f} MiB ({(kinds_end[kind] - kinds_start[kind]) / mib:+.0f})"
         for kind in kinds_start))
+    if inside_start and inside_end:
+        if "error" in inside_start or "error" in inside_end:
+            print(f"  memory probe failed: {inside_start.get('error') or inside_end.get('error')}")
+        else:
+            print_inside(inside_start, inside_end)
     print(f"CPU by stage ({os.cpu_count()} cores; the browser sessions run on this machine too, unlike a class's):")
     for level, wall, server_s, script_s, browsers_s, busy_s in results.stage_cpu:
         other = max(0.0, busy_s - server_s - script_s - browsers_s)
@@ -828,6 +860,40 @@ async def main_async(args) -> int:
     return 1 if (results.errors or mismatches or not results.stages_run) else 0
 
 
+def print_inside(start: dict, end: dict, top: int = 15) -> None:
+    """What the memory probe saw inside the server, start → end (``--memory-report``)."""
+    mib = 2**20
+
+    def line(label: str, a: float, b: float, unit: float = mib, fmt: str = ".0f", suffix: str = " MiB") -> str:
+        return f"{label} {a / unit:{fmt}} → {b / unit:{fmt}}{suffix} ({(b - a) / unit:+{fmt}})"
+
+    m0, m1 = start.get("malloc", {}), end.get("malloc", {})
+    p0, p1 = start.get("pymalloc", {}), end.get("pymalloc", {})
+    print("  inside the server (memory probe), start → end:")
+    parts = [line("NumPy arrays", start["arrays"]["bytes"], end["arrays"]["bytes"]),
+             line("objects the collector tracks", start["tracked"], end["tracked"], 1, ".0f", ""),
+             line("threads", start["threads"], end["threads"], 1, ".0f", "")]
+    print("    " + "; ".join(parts))
+    a0, a1 = start["anonymous"], end["anonymous"]
+    print("    anonymous resident: " + "; ".join([
+        line("when asked", a0["at_request"], a1["at_request"]),
+        line("after a full collection", a0["after_collection"], a1["after_collection"]),
+        line("after one more malloc_trim", a0["after_trim"], a1["after_trim"])]))
+    if m0 and m1:
+        print("    glibc malloc: " + "; ".join([
+            line("in use", m0["in_use"], m1["in_use"]), line("free in its arenas", m0["free"], m1["free"]),
+            line("arenas", m0["arena_bytes"], m1["arena_bytes"]), line("mmap blocks", m0["mmap_bytes"], m1["mmap_bytes"])]))
+    if p0 and p1:
+        print("    Python's small-object allocator: " + "; ".join([
+            line("arenas", p0.get("total_bytes", 0), p1.get("total_bytes", 0)),
+            line("in live blocks", p0.get("allocated_bytes", 0), p1.get("allocated_bytes", 0))]))
+    grown = sorted(((end["objects"].get(k, 0) - start["objects"].get(k, 0), k) for k in end["objects"]), reverse=True)
+    print("    most grown types: " + ", ".join(f"{k} {n:+d}" for n, k in grown[:top] if n > 0))
+    for kind, chains in end.get("chains", {}).items():
+        for chain in chains:
+            print(f"    who holds a {kind} at the end: " + " ← ".join(chain))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=12, help="browser sessions at once (default 12)")
@@ -848,6 +914,13 @@ def main(argv=None) -> int:
                         help="stop starting new load stages this long after the load began (the 0-sweep stage always runs)")
     parser.add_argument("--port", type=int, default=0,
                         help="loopback port of the reference server (the load server takes the next); default: free ones")
+    parser.add_argument("--memory-report", action="store_true",
+                        help="also ask the server from inside (benchmarks/memory_probe) what its memory holds "
+                             "at the start and the end: live objects by type, NumPy arrays, the allocators")
+    parser.add_argument("--memory-holders", default="extractor.sources.ImageSource,"
+                        "streamlit.runtime.state.common.WidgetMetadata,extractor.feature_health.FeatureHealth",
+                        help="with --memory-report: types (module.qualname, comma-separated) whose holders the "
+                             "end snapshot traces, a chain of referrers for a few objects of each")
     parser.add_argument("--session-ttl", type=int, default=120,
                         help="Streamlit's server.disconnectedSessionTTL for both servers, seconds (default 120, "
                              "Streamlit's own); the memory is measured after this plus the app's clean-up")
