@@ -51,6 +51,7 @@ MODULES = [
     "ui.private_cache",
     "ui.rendered",
     "ui.native_threads",
+    "ui.session_watch",
 ]
 
 

@@ -140,6 +140,6 @@ def start_watch() -> None:
     """Start (once per process) the thread that cancels the batch work of sessions that went away, and note this one.
 
     Called on every run (by the sidebar): the watcher remembers the calling session, so that it
-    can free what the session leaves once its tab has been gone past Streamlit's reconnect window.
+    can free what the session leaves once its tab has been gone for (almost) Streamlit's reconnect window.
     """
     session_watch.watch(LANES).note(session_watch.current_session_id())
