@@ -43,6 +43,7 @@ Usage:
     python benchmarks/load_test.py --sessions 3 --sweep-sessions 2 --quick --session-ttl 10   # a small check
     python benchmarks/load_test.py --sessions 16        # a quarter sweeping (4): all three stages too
     python benchmarks/load_test.py --sessions 12 --sweep-sessions 4 --browser-sessions 8   # every session a browser
+    python benchmarks/load_test.py --sessions 12 --sweep-sessions 4 --memory-report   # and what the server holds
 
 ``--quick``: demo-shapes sweeps of 28 images and fewer clicks (proves the script works);
 otherwise 350-image sweeps on mobilenetv2 with random weights. At most ``--sessions`` contexts are
