@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,10 +61,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | None = None, root: Path = ROOT):
+def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | None = None, root: Path = ROOT, *,
+                     options: Sequence[str] = (), browser: bool = True):
     """Run ``streamlit run SCRIPT`` (``root``/app.py by default) from ``root``, the repository root
-    unless a benchmark passes another checkout; yield its URL."""
-    need_chromium()
+    unless a benchmark passes another checkout; yield its URL.
+
+    ``options``: more ``streamlit run`` flags (``--server.disconnectedSessionTTL``, 8). ``browser=False``
+    for a test that speaks Streamlit's protocol instead (it needs no Chromium).
+    """
+    if browser:
+        need_chromium()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, KERAS_HOME=str(tmp / "keras-home"), TF_CPP_MIN_LOG_LEVEL="2")
@@ -73,7 +80,8 @@ def streamlit_server(tmp: Path, script: Path | None = None, env_extra: dict | No
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(script or root / "app.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             *options],
             cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

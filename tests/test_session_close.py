@@ -14,13 +14,9 @@ writes how many markers are alive in the server process (after a collection) to 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from browser_support import streamlit_server  # noqa: E402
 from st_protocol import ProtocolSession  # noqa: E402
 
 WINDOW_S = 8  # the server's reconnect window (Streamlit's default is 120 s)
@@ -76,30 +73,10 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("session-close-app")
     (folder / "app.py").write_text(textwrap.dedent(APP))
     report = folder / "markers.txt"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, MARKER_REPORT=str(report),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.disconnectedSessionTTL", str(WINDOW_S)],
-        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the test app's server did not become healthy within 60 s")
-    yield url, report
-    proc.terminate()
-    proc.wait(timeout=15)
+    # From the repository root, so the app imports ``ui`` as Layer Explorer's pages do.
+    with streamlit_server(folder, folder / "app.py", {"MARKER_REPORT": str(report)}, browser=False,
+                          options=["--server.disconnectedSessionTTL", str(WINDOW_S)]) as url:
+        yield url, report
 
 
 def markers(report: Path) -> int | None:
@@ -112,24 +89,21 @@ def markers(report: Path) -> int | None:
 def test_a_closed_tab_is_shut_down_within_the_reconnect_window_and_its_state_freed(server):
     url, report = server
 
-    async def open_two_close_one():
+    async def open_two():
         kept, closed = ProtocolSession(url), ProtocolSession(url)
         await kept.open(timeout_s=60)
         await closed.open(timeout_s=60)
         assert "ready" in kept.texts() and "ready" in closed.texts()
         return kept, closed
 
-    async def close(session):
-        await session.close()
-
     loop = asyncio.new_event_loop()
     try:
-        kept, closed = loop.run_until_complete(asyncio.wait_for(open_two_close_one(), 90))
+        kept, closed = loop.run_until_complete(asyncio.wait_for(open_two(), 90))
         deadline = time.monotonic() + 20
         while markers(report) != 2 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert markers(report) == 2, "two open sessions should hold two markers"
-        loop.run_until_complete(close(closed))
+        loop.run_until_complete(closed.close())
         disconnected = time.monotonic()
         # Within the window the session is kept (a reconnect would resume it) ...
         time.sleep(1.0)
@@ -150,6 +124,6 @@ def test_a_closed_tab_is_shut_down_within_the_reconnect_window_and_its_state_fre
         assert seen[-1][1] == 1, (f"the closed session's state was still alive {gone_after:.0f} s after its tab "
                                   f"closed (reconnect window {WINDOW_S} s); (seconds, sessions alive): {seen}")
         assert gone_after < WINDOW_S + 3
-        loop.run_until_complete(close(kept))
+        loop.run_until_complete(kept.close())
     finally:
         loop.close()

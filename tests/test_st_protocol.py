@@ -9,13 +9,8 @@ element is seen, and each run's end is the run the client asked for.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from browser_support import streamlit_server  # noqa: E402
 from st_protocol import ProtocolError, ProtocolSession  # noqa: E402
 
 APP = '''
@@ -54,27 +50,8 @@ nav.run()
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("protocol-app")
     (folder / "app.py").write_text(textwrap.dedent(APP))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=folder, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the test app's server did not become healthy within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=15)
+    with streamlit_server(folder, folder / "app.py", browser=False) as url:
+        yield url
 
 
 def run(coro):
