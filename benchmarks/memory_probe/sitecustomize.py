@@ -88,13 +88,6 @@ def _anonymous_bytes() -> int:
     return 0
 
 
-def _trim() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _type_name(o) -> str:
     module = type(o).__module__
     # Some classes define __module__ as a property: on the class that is the property object itself.
@@ -169,7 +162,9 @@ def _snapshot() -> dict:
         if was_frozen:
             gc.freeze()
     before_trim = _anonymous_bytes()
-    _trim()  # does trimming again give pages back? (then the app's own trim ran too early)
+    from ui.reclaim import trim  # the app's own trim (loaded by now: snapshots come after the warm-up)
+
+    trim()  # does trimming again give pages back? (then the app's own trim ran too early)
     return {"anonymous": {"at_request": anonymous, "after_collection": before_trim,
                           "after_trim": _anonymous_bytes()},
             "objects": dict(counts.most_common(400)), "chains": chains, "tracked": sum(counts.values()),
