@@ -49,17 +49,21 @@ SIZE = (224, 224)
 SEED_LAYERS = 3  # the seed method extracts the same three layers, one model each
 
 
+def photo_like(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """An (h, w, 3) uint8 picture with a photo's statistics: smooth gradients and sensor-like noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([np.sin(xx / rng.uniform(20, 80) + c) * 80 + np.cos(yy / rng.uniform(20, 80)) * 60 + 110
+                     for c in range(3)], axis=-1)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """Photo-like JPEGs (smooth gradients + noise) at a few realistic sizes."""
+    """Photo-like JPEGs at a few realistic sizes."""
     rng = np.random.default_rng(seed)
     sizes = [(480, 640), (375, 500), (512, 512), (333, 500)]
     paths = []
     for i in range(count):
-        h, w = sizes[i % len(sizes)]
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        base = np.stack([np.sin(xx / rng.uniform(20, 80) + c) * 80 + np.cos(yy / rng.uniform(20, 80)) * 60 + 110
-                         for c in range(3)], axis=-1)
-        image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        image = photo_like(*sizes[i % len(sizes)], rng)
         path = folder / f"img_{i:04d}.jpg"
         Image.fromarray(image).save(path, quality=90)
         paths.append(path)
@@ -222,10 +226,7 @@ def resize_split(repeats: int = 5) -> list[str]:
 
     lines, rng = [], np.random.default_rng(1)
     for h, w in ((1500, 2000), (3024, 4032)):
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        base = np.stack([np.sin(xx / 37 + c) * 80 + np.cos(yy / 53) * 60 + 110 for c in range(3)], axis=-1)
-        pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-        im = Image.fromarray(pixels)
+        im = Image.fromarray(photo_like(h, w, rng))
         # The step load_image runs on the decoded Pillow image (resize_image adds an array round trip).
         fair = best_of(lambda im=im: im.resize(SIZE[::-1], Image.Resampling.BILINEAR), repeats)
         ours = best_of(lambda im=im: img._resize_pil(im, SIZE, "stretch"), repeats)
